@@ -1,0 +1,277 @@
+"""Timestep conventions: one frozen object per convention, the single source of truth.
+
+A convention describes an affine probability path in one time variable ``t``::
+
+    x_t = alpha(t) * D + beta(t) * E        D = data, E ~ N(0, I)
+    v   = alpha'(t) * D + beta'(t) * E      (the velocity target a network learns)
+
+together with the two endpoints ``t_noise`` (where ``x`` is pure noise: alpha = 0, beta = 1) and
+``t_data`` (where ``x`` is the data: alpha = 1, beta = 0). Sampling integrates from ``t_noise`` to
+``t_data``; the direction of time is the sign of ``t_data - t_noise``.
+
+The two conventions at the heart of flowlab are built in:
+
+* :data:`CONVENTIONAL` (diffusers FlowMatchEuler, SD3, Flux): ``sigma`` runs 1 -> 0,
+  ``x = (1 - sigma) D + sigma E``, ``v = E - D``, data prediction ``pred_x0 = x - sigma v``.
+* :data:`REVERSED` (Hunyuan3D-2 shapegen, SiT, Lipman flow matching): ``t`` runs 0 -> 1,
+  ``x = t D + (1 - t) E``, ``v = D - E``, data prediction ``pred_x1 = x + (1 - t) v``.
+
+Others are made with :meth:`Convention.affine` (any affine path, e.g. :data:`VP_COSINE`).
+The coefficients are SymPy expressions in the symbol :data:`T`, so the symbolic module derives
+from the very objects the sampler uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import sympy as sp
+import torch
+from torch import Tensor
+
+from . import functional as F
+from .errors import FlowlabError
+
+__all__ = ["T", "Convention", "CONVENTIONAL", "REVERSED", "VP_COSINE", "CONVENTIONS", "get_convention"]
+
+#: The time symbol every convention's coefficients are written in.
+T = sp.Symbol("t", real=True)
+
+
+def _torch_fn(expr: sp.Expr) -> Callable[[Tensor], Tensor]:
+    """Lambdify ``expr(T)`` to a torch function that always returns a tensor shaped like ``t``."""
+    f = sp.lambdify(T, expr, modules="torch")
+
+    def g(t: Tensor) -> Tensor:
+        out = f(t)
+        if not isinstance(out, Tensor):  # a constant coefficient, e.g. alpha' = -1
+            out = torch.full_like(t, float(out))
+        return out
+
+    return g
+
+
+def _exact(value: float | int | sp.Expr) -> sp.Expr:
+    return sp.nsimplify(value) if not isinstance(value, sp.Expr) else value
+
+
+@dataclass(frozen=True)
+class Convention:
+    """One timestep convention. Build custom ones with :meth:`affine`; never mutate.
+
+    Attributes:
+        name: registry name (``"conventional"``, ``"reversed"``, ...).
+        symbol: what the time variable is called in that world (``"sigma"`` or ``"t"``).
+        alpha: SymPy expression in :data:`T`, coefficient of the data ``D``.
+        beta: SymPy expression in :data:`T`, coefficient of the noise ``E``.
+        t_noise: time at which ``x`` is pure noise (sampling starts here).
+        t_data: time at which ``x`` is the data (sampling ends here).
+        systems: who uses it, for cards and tables.
+    """
+
+    name: str
+    symbol: str
+    alpha: sp.Expr
+    beta: sp.Expr
+    t_noise: sp.Expr
+    t_data: sp.Expr
+    systems: str = ""
+    _fns: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # ---- construction ---------------------------------------------------------------------
+    @classmethod
+    def affine(
+        cls,
+        name: str,
+        alpha: sp.Expr | str,
+        beta: sp.Expr | str,
+        *,
+        t_noise: float | sp.Expr,
+        t_data: float | sp.Expr,
+        symbol: str = "t",
+        systems: str = "",
+    ) -> "Convention":
+        """Define a convention from an affine path ``x = alpha(t) D + beta(t) E``.
+
+        ``alpha`` and ``beta`` are SymPy expressions in :data:`T` (or strings in ``t``).
+        Raises :class:`FlowlabError` when the endpoints coincide, when the path does not reach
+        pure data / pure noise at them, or when (alpha, beta) -> (x, v) is not invertible
+        somewhere strictly between the endpoints (then no data prediction exists there).
+        """
+        try:
+            a = sp.sympify(alpha, locals={"t": T}) if isinstance(alpha, str) else sp.sympify(alpha)
+            b = sp.sympify(beta, locals={"t": T}) if isinstance(beta, str) else sp.sympify(beta)
+        except (sp.SympifyError, TypeError) as exc:
+            raise FlowlabError(f"convention {name!r}: cannot read the coefficients as expressions in t: {exc}") from exc
+        free = (a.free_symbols | b.free_symbols) - {T}
+        if free:
+            raise FlowlabError(
+                f"convention {name!r}: the coefficients may depend on t only, found {sorted(map(str, free))}; "
+                "build them from flowlab.conventions.T")
+        return cls(name=name, symbol=symbol, alpha=a, beta=b, t_noise=_exact(t_noise), t_data=_exact(t_data),
+                   systems=systems)
+
+    def __post_init__(self) -> None:
+        n, d = self.t_noise, self.t_data
+        if sp.simplify(n - d) == 0:
+            raise FlowlabError(f"convention {self.name!r}: t_noise and t_data are both {n}; the endpoints must differ")
+        checks = [
+            ("alpha(t_data)", self.alpha.subs(T, d), 1),
+            ("beta(t_data)", self.beta.subs(T, d), 0),
+            ("alpha(t_noise)", self.alpha.subs(T, n), 0),
+            ("beta(t_noise)", self.beta.subs(T, n), 1),
+        ]
+        for label, got, want in checks:
+            if sp.simplify(got - want) != 0:
+                raise FlowlabError(
+                    f"convention {self.name!r}: {label} = {got}, expected {want}: the path must be pure data "
+                    "at t_data (alpha = 1, beta = 0) and pure noise at t_noise (alpha = 0, beta = 1)")
+        det = sp.simplify(self.alpha * sp.diff(self.beta, T) - sp.diff(self.alpha, T) * self.beta)
+        lo, hi = sorted([float(n), float(d)])
+        for k in range(1, 64):
+            tk = sp.Rational(k, 64) * (sp.nsimplify(hi) - sp.nsimplify(lo)) + sp.nsimplify(lo)
+            value = det.subs(T, tk).evalf()
+            if not value.is_finite or abs(value) < 1e-12:
+                raise FlowlabError(
+                    f"convention {self.name!r}: alpha*beta' - alpha'*beta = {value} at t = {tk}; (x, v) does not "
+                    "determine (data, noise) there, so no data prediction exists. Use coefficients whose "
+                    "determinant stays non-zero between the endpoints")
+
+    # ---- derived facts -------------------------------------------------------------------
+    @property
+    def direction(self) -> int:
+        """+1 when time increases during sampling (noise at the smaller time), else -1."""
+        return 1 if float(self.t_data) > float(self.t_noise) else -1
+
+    @property
+    def dalpha(self) -> sp.Expr:
+        return sp.diff(self.alpha, T)
+
+    @property
+    def dbeta(self) -> sp.Expr:
+        return sp.diff(self.beta, T)
+
+    @property
+    def is_straight(self) -> bool:
+        """True for the straight (rectified / CondOT) path: alpha + beta = 1 and both linear."""
+        return (sp.simplify(self.alpha + self.beta - 1) == 0
+                and sp.degree(sp.expand(self.alpha), T) <= 1 and self.alpha.is_polynomial(T))
+
+    @property
+    def data_endpoint_name(self) -> str:
+        """``"pred_x0"`` if the data sits at t = 0, ``"pred_x1"`` if it sits at t = 1."""
+        return f"pred_x{int(self.t_data)}" if self.t_data in (0, 1) else f"pred_x({self.t_data})"
+
+    @property
+    def noise_endpoint_name(self) -> str:
+        return f"pred_x{int(self.t_noise)}" if self.t_noise in (0, 1) else f"pred_x({self.t_noise})"
+
+    def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(alpha, beta, alpha', beta')`` evaluated at ``t`` (a tensor), each shaped like ``t``."""
+        if not self._fns:
+            for key, expr in (("a", self.alpha), ("b", self.beta), ("da", self.dalpha), ("db", self.dbeta)):
+                self._fns[key] = _torch_fn(expr)
+        return self._fns["a"](t), self._fns["b"](t), self._fns["da"](t), self._fns["db"](t)
+
+    def _coeffs_like(self, t: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        tt = F.bcast(torch.as_tensor(t, dtype=x.dtype if x.is_floating_point() else None, device=x.device), x)
+        return self.coefficients(tt)
+
+    # ---- the tensor maps the sampler uses ---------------------------------------------------
+    def interpolate(self, data: Tensor, noise: Tensor, t: Tensor | float) -> Tensor:
+        """``x_t = alpha(t) D + beta(t) E``; ``t`` scalar or ``(B,)``."""
+        a, b, _, _ = self._coeffs_like(t, data)
+        return a * data + b * noise
+
+    def velocity_target(self, data: Tensor, noise: Tensor, t: Tensor | float) -> Tensor:
+        """The training target ``alpha'(t) D + beta'(t) E`` (``E - D`` conventional, ``D - E`` reversed)."""
+        _, _, da, db = self._coeffs_like(t, data)
+        return da * data + db * noise
+
+    def pred_data(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
+        """The data prediction from ``(x, v)`` at time ``t``.
+
+        Straight paths: the Euler jump to ``t_data`` (conventional ``x - sigma v``, reversed
+        ``x + (1 - t) v``). Other affine paths: the solution of the 2x2 system.
+        """
+        if self.is_straight:
+            return F.jump(x, v, t, float(self.t_data))
+        return F.velocity_to_data(x, v, *self._coeffs_like(t, x))
+
+    def pred_noise(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
+        """The noise prediction (conventional ``x + (1 - sigma) v``, reversed ``x - t v``)."""
+        if self.is_straight:
+            return F.jump(x, v, t, float(self.t_noise))
+        return F.velocity_to_noise(x, v, *self._coeffs_like(t, x))
+
+    def pred_x0(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
+        """Whatever lives at t = 0: data in the conventional convention, NOISE in the reversed one."""
+        return self._endpoint(0, x, v, t)
+
+    def pred_x1(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
+        """Whatever lives at t = 1: noise in the conventional convention, DATA in the reversed one."""
+        return self._endpoint(1, x, v, t)
+
+    def _endpoint(self, s: int, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
+        if self.t_data == s:
+            return self.pred_data(x, v, t)
+        if self.t_noise == s:
+            return self.pred_noise(x, v, t)
+        raise FlowlabError(f"convention {self.name!r} has no endpoint at t = {s} "
+                           f"(its endpoints are t_noise = {self.t_noise}, t_data = {self.t_data})")
+
+    def velocity_from_data(self, x: Tensor, d: Tensor, t: Tensor | float) -> Tensor:
+        """Velocity from a data prediction (inverse of :meth:`pred_data`; not at ``t_data``)."""
+        return F.data_to_velocity(x, d, *self._coeffs_like(t, x))
+
+    def velocity_from_noise(self, x: Tensor, e: Tensor, t: Tensor | float) -> Tensor:
+        """Velocity from a noise prediction (inverse of :meth:`pred_noise`; not at ``t_noise``)."""
+        return F.noise_to_velocity(x, e, *self._coeffs_like(t, x))
+
+    def score(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
+        """Score ``grad log p_t(x)`` implied by the velocity (``-E / beta``; not at ``t_data``)."""
+        _, b, _, _ = self._coeffs_like(t, x)
+        return F.noise_to_score(self.pred_noise(x, v, t), b)
+
+    def _show(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` written in this convention's own time symbol (``sigma`` or ``t``)."""
+        return expr.subs(T, sp.Symbol(self.symbol, real=True))
+
+    def summary(self) -> dict:
+        """Plain-text facts for tables, cards and JSON."""
+        return {
+            "name": self.name,
+            "symbol": self.symbol,
+            "sampling": f"{self.symbol} runs {self.t_noise} -> {self.t_data}",
+            "noise_at": str(self.t_noise),
+            "data_at": str(self.t_data),
+            "interpolant": f"x = ({sp.sstr(self._show(self.alpha))}) D + ({sp.sstr(self._show(self.beta))}) E",
+            "velocity_target": f"({sp.sstr(self._show(self.dalpha))}) D + ({sp.sstr(self._show(self.dbeta))}) E",
+            "data_prediction": self.data_endpoint_name,
+            "systems": self.systems,
+        }
+
+
+CONVENTIONAL = Convention.affine(
+    "conventional", 1 - T, T, t_noise=1, t_data=0, symbol="sigma",
+    systems="diffusers FlowMatchEulerDiscreteScheduler, SD3, Flux, Wan")
+REVERSED = Convention.affine(
+    "reversed", T, 1 - T, t_noise=0, t_data=1, symbol="t",
+    systems="Hunyuan3D-2 shapegen, SiT, Lipman et al. flow matching, torchcfm")
+VP_COSINE = Convention.affine(
+    "vp_cosine", sp.cos(sp.pi * T / 2), sp.sin(sp.pi * T / 2), t_noise=1, t_data=0, symbol="t",
+    systems="variance-preserving cosine path (alpha^2 + beta^2 = 1)")
+
+#: Registry of named conventions.
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (CONVENTIONAL, REVERSED, VP_COSINE)}
+
+
+def get_convention(name: str | Convention) -> Convention:
+    """Look a convention up by name (or pass one through). Unknown names list the valid ones."""
+    if isinstance(name, Convention):
+        return name
+    try:
+        return CONVENTIONS[name]
+    except (KeyError, TypeError):
+        raise FlowlabError(
+            f"unknown convention {name!r}; valid names: {', '.join(sorted(CONVENTIONS))}") from None
