@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -133,12 +134,15 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: int = 90
             try:
                 client.execute()
             except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-                lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+                text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # drop ANSI colours from tracebacks
+                lines = [ln for ln in text.strip().splitlines() if ln.strip()]
                 err = lines[-1] if lines else type(exc).__name__
         runs.append(NotebookRun(path.name, time.perf_counter() - start, err))
         _write_atomic(out / path.name, nbformat.writes(nb))
         if html:
             body, _ = exporter.from_notebook_node(nb)
+            # require.js (a CDN script) only serves widgets, which the tutorials do not use
+            body = re.sub(r'<script src="[^"]*require(\.min)?\.js"></script>', "", body)
             _write_atomic(out / (path.stem + ".html"), body)
         if bar is not None:
             bar.update(1)
