@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Callable, Sequence
 
 import sympy as sp
@@ -298,6 +298,7 @@ def quantity(name: str, a: sp.Expr = A, b: sp.Expr = B, da: sp.Expr = DA, db: sp
     return table[name]
 
 
+@lru_cache(maxsize=None)
 def conversion(src: str, dst: str, conv: Convention | str | None = None) -> sp.Expr:
     """Derive ``dst`` as a function of ``x`` and the ``src`` prediction by solving the linear system
     ``x = a D + b E``, ``src_symbol = quantity(src)`` for ``(D, E)``.
@@ -306,7 +307,8 @@ def conversion(src: str, dst: str, conv: Convention | str | None = None) -> sp.E
     :data:`DB` (compare with :mod:`flowlab.functional`); with a convention, its ``alpha(t)``,
     ``beta(t)`` and their derivatives are substituted (an expression in :data:`X`, the source
     symbol and :data:`T`). Valid where the system is invertible (``a db - da b != 0``; ``b != 0``
-    for data/score sources, ``a != 0`` for noise/score sources).
+    for data/score sources, ``a != 0`` for noise/score sources). Results are cached (SymPy
+    expressions are immutable).
     """
     for name in (src, dst):
         if name not in PARAMETRISATIONS:
