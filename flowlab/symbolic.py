@@ -151,14 +151,13 @@ def format_prediction(expr: sp.Expr) -> str:
 
 
 def _format_combination(expr: sp.Expr) -> str:
-    """Format ``p D + q E`` as ``p*D + q*E`` with parentheses around sums and fractions."""
+    """Format ``p D + q E`` as ``p*D + q*E`` with parentheses around sums and fractions; a positive
+    term goes first (``E - D``, not ``-D + E``)."""
     parts = sp.collect(sp.expand(expr), [D, E], evaluate=False)
+    terms = [(*_signed(parts[gen]), gen) for gen in (D, E) if parts.get(gen, 0) != 0]
+    terms.sort(key=lambda term: term[0] == "-")  # stable: keeps D before E among equal signs
     out = ""
-    for gen in (D, E):
-        c = parts.get(gen, 0)
-        if c == 0:
-            continue
-        sign, text = _signed(c)
+    for sign, text, gen in terms:
         if not out:
             out = ("-" if sign == "-" else "") + text + str(gen)
         else:
