@@ -1,0 +1,349 @@
+"""Image -> latents -> occupancy volume -> mesh, driven by flowlab's sampler in either convention.
+
+The released DiT is a **reversed-convention** velocity model: ``t`` runs 0 (noise) -> 1 (data) and
+``v = D - E``. :class:`DiTVelocity` wraps it as ``model(x, t) -> v`` for :func:`flowlab.sampling.sample`:
+
+* ``convention="reversed"`` samples it as released. With ``exact=True`` (default) it reproduces the
+  reference pipeline bit for bit in fp16: the schedule is :func:`flowlab.schedules.hunyuan_compat`
+  (``linspace(0, 1, N)`` plus an appended 1.0: the last of the N calls is wasted), the model sees
+  ``t`` rounded like the reference (``(1000 t)`` cast to the latents' dtype, then ``/ 1000``), and the
+  sampler's Euler update does ``dt * v`` in fp16 and the sum in fp32.
+* ``convention="conventional"`` samples ``flip(model)`` along ``to_conventional(schedule)``
+  (``sigma = 1 - t``, ``v' = -v``): the same points up to round-off.
+
+Classifier-free guidance runs one batch ``[cond, uncond]`` (uncond = zeros) and combines
+``v = v_u + w (v_c - v_u)``; guidance-distilled models ('fast' / 'turbo', ``guidance_embed``) run
+batch 1 with ``w`` fed through their guidance embedding instead.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import functional as Fn
+from ..conventions import CONVENTIONAL, REVERSED, get_convention
+from ..errors import FlowlabError
+from ..sampling import StepInfo, flip, sample
+from ..schedules import hunyuan_compat, hunyuan_turbo, to_conventional
+from .checkpoint import (ModelFolder, find_model_folder, load_strict, read_state_dict, split_prefixed,
+                         target_kind)
+from .dit import DiTConfig, ShapeDiT
+from .mesh import Mesh, marching_cubes
+from .vae import ShapeVAE, VAEConfig
+from .volume import decode_dense, decode_hierarchical
+
+__all__ = ["DiTVelocity", "ShapePipeline", "shape_schedule", "initial_latents", "load_pipeline",
+           "dit_config_from_params", "vae_config_from_params", "reference_time"]
+
+
+def reference_time(t: Tensor, dtype: torch.dtype, num_train_timesteps: int = 1000) -> Tensor:
+    """The time the reference feeds its DiT: ``(t * 1000).to(dtype) / 1000`` computed in ``dtype``.
+
+    In fp16 this rounds ``t`` (e.g. 0.3333333 -> 0.33325195); in float32 it is ``t`` up to an ulp.
+    """
+    return (t * num_train_timesteps).to(dtype) / num_train_timesteps
+
+
+class DiTVelocity:
+    """``model(x, t) -> v`` in the REVERSED convention (t = 0 noise, t = 1 data, v = D - E).
+
+    Args:
+        dit: the denoiser.
+        cond: (B, L, C) image tokens.
+        guidance: the CFG scale ``w`` (``v_u + w (v_c - v_u)``); for guidance-distilled models the raw
+            ``w`` fed to the guidance embedding. ``None`` (or a negative value, as in the reference):
+            no guidance, one conditional call.
+        uncond: (B, L, C) unconditional tokens; zeros (the reference's) when None.
+        exact: round ``t`` as the reference does (:func:`reference_time`); else pass ``t`` cast to x's dtype.
+    """
+
+    def __init__(self, dit: ShapeDiT, cond: Tensor, *, guidance: float | None = 5.0, uncond: Tensor | None = None,
+                 exact: bool = True) -> None:
+        self.dit = dit
+        self.exact = exact
+        self.distilled = bool(dit.guidance_embed)
+        self.guidance = guidance
+        if self.distilled and guidance is None:
+            raise FlowlabError("this DiT is guidance-distilled (guidance_embed: true): it needs a guidance scale")
+        self.cfg = (not self.distilled) and guidance is not None and guidance >= 0
+        if self.cfg:
+            uncond = torch.zeros_like(cond) if uncond is None else uncond
+            self.cond = torch.cat([cond, uncond], dim=0)  # (2B, L, C): [cond, uncond]
+        else:
+            self.cond = cond
+        self.calls = 0
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        """x: (B, N, 64) at reversed time t: (B,) -> v: (B, N, 64)."""
+        self.calls += 1
+        t_in = reference_time(t, x.dtype) if self.exact else t.to(x.dtype)
+        cond = self.cond.to(x.dtype)
+        if self.cfg:
+            v = self.dit(torch.cat([x, x]), torch.cat([t_in, t_in]), cond)
+            v_cond, v_uncond = v.chunk(2)
+            return Fn.cfg(v_cond, v_uncond, self.guidance)
+        g = None
+        if self.distilled:
+            g = torch.full((x.shape[0],), float(self.guidance), dtype=x.dtype, device=x.device)
+        return self.dit(x, t_in, cond, guidance=g)
+
+
+def shape_schedule(steps: int, scheduler: str = "flow", *, pcm_timesteps: int = 100, shift: float = 1.0) -> Tensor:
+    """The reference's schedule in the REVERSED convention, float32, shape (steps + 1,).
+
+    ``scheduler="flow"``: :func:`hunyuan_compat` (the wasted last step included);
+    ``"consistency"`` (turbo): :func:`hunyuan_turbo`. ``shift`` != 1 applies the reference's SD3 formula
+    ``s t / (1 + (s - 1) t)`` to the reversed ``t`` unchanged (which pushes steps toward the data).
+    """
+    if scheduler == "flow":
+        ts = hunyuan_compat(steps)
+        if shift != 1.0:
+            t64 = torch.from_numpy(np.linspace(0.0, 1.0, steps))
+            t64 = shift * t64 / (1 + (shift - 1) * t64)
+            ts = torch.cat([t64.float(), torch.ones(1)])
+        return ts
+    if scheduler == "consistency":
+        return hunyuan_turbo(steps, pcm_timesteps)
+    raise FlowlabError(f"unknown scheduler {scheduler!r}; 'flow' or 'consistency'")
+
+
+def initial_latents(shape: tuple[int, ...], seed: int, dtype: torch.dtype, device: torch.device | str) -> Tensor:
+    """``randn(shape)`` from a CPU generator seeded with ``seed`` (results do not depend on the device)."""
+    g = torch.Generator("cpu").manual_seed(int(seed))
+    return torch.randn(shape, generator=g, dtype=dtype).to(device)
+
+
+_DIT_KEYS = {f.name for f in fields(DiTConfig)}
+_VAE_KEYS = {f.name for f in fields(VAEConfig)}
+
+
+def dit_config_from_params(params: dict) -> DiTConfig:
+    """``model.params`` of config.yaml -> :class:`DiTConfig` (axes_dim, theta, ckpt_path are unused there)."""
+    kw = {k: v for k, v in (params or {}).items() if k in _DIT_KEYS}
+    unknown = sorted(set(params or {}) - _DIT_KEYS - {"axes_dim", "theta", "ckpt_path"})
+    if unknown:
+        raise FlowlabError(f"config.yaml model.params has keys flowlab does not know: {unknown}")
+    return DiTConfig(**kw)
+
+
+def vae_config_from_params(params: dict) -> VAEConfig:
+    """``vae.params`` of config.yaml -> :class:`VAEConfig` (missing keys take the reference class defaults)."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - _VAE_KEYS - {"drop_path_rate"})
+    if unknown:
+        raise FlowlabError(f"config.yaml vae.params has keys flowlab does not know: {unknown}")
+    # the reference class's own defaults where the config is silent
+    defaults = dict(include_pi=True, qkv_bias=True, qk_norm=False, scale_factor=1.0)
+    kw = {**defaults, **{k: v for k, v in params.items() if k in _VAE_KEYS}}
+    try:
+        return VAEConfig(**kw)
+    except TypeError as e:
+        raise FlowlabError(f"config.yaml vae.params is incomplete: {e}") from None
+
+
+def _init_buffers(module: nn.Module) -> None:
+    """Recompute non-persistent buffers of modules built on the meta device."""
+    from .conditioner import DinoImageEncoder, IMAGENET_MEAN, IMAGENET_STD
+    from .vae import FourierEmbedder
+
+    for m in module.modules():
+        if isinstance(m, FourierEmbedder) and m.frequencies.is_meta:
+            f = 2.0 ** torch.arange(m.frequencies.shape[0], dtype=torch.float32)
+            m.frequencies = f * torch.pi if m.include_pi else f
+        if isinstance(m, DinoImageEncoder) and m.mean.is_meta:
+            m.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            m.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        for name, buf in list(m.named_buffers(recurse=False)):
+            if buf is not None and buf.is_meta:
+                raise FlowlabError(f"internal: buffer {name} of {type(m).__name__} was not materialised")
+
+
+def _oom(what: str, hint: str) -> FlowlabError:
+    return FlowlabError(f"CUDA out of memory during {what}; {hint}, or run on --device cpu")
+
+
+@dataclass
+class ShapePipeline:
+    """DiT + VAE (+ optional image conditioner), the schedule kind, device and dtype."""
+
+    dit: ShapeDiT
+    vae: ShapeVAE
+    conditioner: nn.Module | None = None
+    scheduler: str = "flow"
+    pcm_timesteps: int = 100
+    shift: float = 1.0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float16
+    folder: ModelFolder | None = None
+    image_size: int = 512
+    border_ratio: float = 0.15
+
+    def __post_init__(self) -> None:
+        self.dit.to(device=self.device, dtype=self.dtype).eval()
+        self.vae.to(device=self.device, dtype=self.dtype).eval()
+        if self.conditioner is not None:
+            self.conditioner.to(device=self.device, dtype=self.dtype).eval()
+
+    # ---- conditioning -----------------------------------------------------------------------
+    def load_conditioner(self) -> nn.Module:
+        """Build the image conditioner from the folder's config and weights (needs transformers)."""
+        if self.conditioner is None:
+            if self.folder is None:
+                raise FlowlabError("no image conditioner: this pipeline was built without one; pass an embedding")
+            self.conditioner = _load_conditioner(self.folder)
+            self.conditioner.to(device=self.device, dtype=self.dtype).eval()
+        return self.conditioner
+
+    @torch.no_grad()
+    def encode_image(self, image: "str | os.PathLike | object | Tensor") -> Tensor:
+        """A path / PIL image, or a (B, 3, H, W) tensor in [-1, 1] -> cond tokens (B, L, C)."""
+        from .conditioner import load_image
+
+        cond_model = self.load_conditioner()
+        pixels = image if isinstance(image, Tensor) else load_image(image, self.image_size, self.border_ratio)
+        return cond_model(pixels.to(self.device))
+
+    def check_embedding(self, cond: Tensor) -> Tensor:
+        """Validate a precomputed (B, L, context_in_dim) embedding and move it to the pipeline."""
+        want = self.dit.config.context_in_dim
+        if cond.ndim == 2:
+            cond = cond[None]
+        if cond.ndim != 3 or cond.shape[-1] != want:
+            raise FlowlabError(f"embedding has shape {tuple(cond.shape)}; expected (B, L, {want}) image tokens "
+                               f"(DINOv2-giant gives (1, 1370, 1536))")
+        return cond.to(self.device, self.dtype)
+
+    # ---- sampling ---------------------------------------------------------------------------
+    def schedule(self, steps: int) -> Tensor:
+        """Reversed-convention schedule for ``steps`` model calls."""
+        return shape_schedule(steps, self.scheduler, pcm_timesteps=self.pcm_timesteps, shift=self.shift)
+
+    @torch.no_grad()
+    def sample_latents(self, cond: Tensor, *, steps: int = 50, guidance: float | None = 5.0,
+                       convention: str = "reversed", seed: int = 0, exact: bool = True,
+                       latents: Tensor | None = None,
+                       callback: Callable[[StepInfo], None] | None = None) -> Tensor:
+        """Sample latents (B, num_latents, 64) from noise for image tokens ``cond`` (B, L, C).
+
+        ``convention`` is 'reversed' (as released) or 'conventional' (through :func:`flowlab.sampling.flip`).
+        The callback sees x, t, v and the predictions in that convention.
+        """
+        conv = get_convention(convention)
+        if conv not in (REVERSED, CONVENTIONAL):
+            raise FlowlabError(f"convention {conv.name!r}: the shape DiT runs in 'reversed' or 'conventional'")
+        cond = cond.to(self.device, self.dtype)
+        b = cond.shape[0]
+        if latents is None:
+            latents = initial_latents((b, *self.vae.latent_shape), seed, self.dtype, self.device)
+        model = DiTVelocity(self.dit, cond, guidance=guidance, exact=exact)
+        ts = self.schedule(steps)
+        try:
+            if conv is REVERSED:
+                return sample(model, latents, ts, REVERSED, callback=callback)
+            return sample(flip(model), latents, to_conventional(ts), CONVENTIONAL, callback=callback)
+        except torch.cuda.OutOfMemoryError:
+            raise _oom("sampling", "use a smaller batch, or a smaller model (mini)") from None
+
+    # ---- decoding ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode_volume(self, latents: Tensor, *, octree: int = 384, chunk_size: int = 8000,
+                      hierarchical: bool = False, bounds: float = 1.01,
+                      progress: Callable[[int], None] | None = None) -> Tensor:
+        """Latents (B, N, 64) -> logits (B, R + 1, R + 1, R + 1) float32 (positive inside)."""
+        try:
+            tokens = self.vae.decode_latents(latents.to(self.device, self.dtype))
+            fn = decode_hierarchical if hierarchical else decode_dense
+            return fn(self.vae.geo_decoder, tokens, octree, bounds=bounds, chunk_size=chunk_size, progress=progress)
+        except torch.cuda.OutOfMemoryError:
+            raise _oom("volume decoding", f"try a smaller --octree (now {octree}) or chunk size (now {chunk_size})") from None
+
+    def mesh(self, logits: Tensor, *, level: float = 0.0, bounds: float = 1.01) -> Mesh:
+        """One volume (R + 1,)^3 or a batch of one -> :class:`Mesh` (FlowlabError when there is no surface)."""
+        if logits.ndim == 4:
+            logits = logits[0]
+        return marching_cubes(logits, level=level, bounds=bounds)
+
+
+# ---- loading ---------------------------------------------------------------------------------------
+
+def _build_dit(params: dict, state: dict, source: Path) -> ShapeDiT:
+    with torch.device("meta"):
+        dit = ShapeDiT(dit_config_from_params(params))
+    return load_strict(dit, state, what="DiT ('model.')", source=source)
+
+
+def _build_vae(params: dict, state: dict, source: Path, what: str = "VAE ('vae.')") -> ShapeVAE:
+    with torch.device("meta"):
+        vae = ShapeVAE(vae_config_from_params(params))
+    load_strict(vae, state, what=what, source=source)
+    _init_buffers(vae)
+    return vae
+
+
+def _load_conditioner(folder: ModelFolder) -> nn.Module:
+    from .conditioner import ImageConditioner
+
+    section = folder.config.get("conditioner")
+    if not isinstance(section, dict):
+        raise FlowlabError(f"{folder.path}/config.yaml has no conditioner section; pass a precomputed embedding")
+    state = split_prefixed(read_state_dict(folder.weights)).get("conditioner")
+    if not state:
+        raise FlowlabError(f"{folder.weights}: the checkpoint has no 'conditioner.' weights; pass a precomputed "
+                           f"embedding (--embedding FILE) instead of an image")
+    with torch.device("meta"):
+        cond = ImageConditioner.from_config(section)
+    load_strict(cond, cond.load_checkpoint_state(state), what="conditioner ('conditioner.')", source=folder.weights)
+    _init_buffers(cond)
+    return cond
+
+
+def load_pipeline(model: str | os.PathLike, *, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float16, download: bool = False, variant: str | None = "fp16",
+                  vae: str | os.PathLike | None = None, with_conditioner: bool = False) -> ShapePipeline:
+    """Load a DiT model folder (path, $HY3DGEN_MODELS, HF cache; ``download`` to fetch) into a pipeline.
+
+    ``vae`` optionally names a standalone VAE folder (e.g. hunyuan3d-vae-v2-0-turbo) replacing the
+    folder's own VAE. The conditioner (DINOv2, needs transformers) is loaded now only when
+    ``with_conditioner``; otherwise on first :meth:`ShapePipeline.encode_image`.
+    """
+    folder = find_model_folder(model, download=download, variant=variant)
+    cfg = folder.config
+    if folder.is_standalone_vae:
+        raise FlowlabError(f"{folder.path} is a standalone VAE folder; --model needs a DiT folder such as "
+                           f"hunyuan3d-dit-v2-0 (pass the VAE folder as the VAE instead)")
+    cfg_path = folder.path / "config.yaml"
+    state = split_prefixed(read_state_dict(folder.weights))
+    for section in ("model", "vae"):
+        if section not in state:
+            found = ", ".join(sorted(state)) or "nothing"
+            raise FlowlabError(f"{folder.weights}: no '{section}.' weights in the checkpoint (found: {found}); "
+                               f"use the release's model file")
+    dit = _build_dit(cfg["model"].get("params") or {}, state["model"], folder.weights)
+    if vae is None:
+        vae_mod = _build_vae(cfg["vae"].get("params") or {}, state["vae"], folder.weights)
+    else:
+        vf = find_model_folder(vae, download=download, variant=variant)
+        if not vf.is_standalone_vae:
+            raise FlowlabError(f"{vf.path} is not a standalone VAE folder (its config.yaml has model/vae sections)")
+        vstate = read_state_dict(vf.weights)
+        vae_mod = _build_vae(vf.config.get("params") or {}, vstate, vf.weights, what="standalone VAE")
+    sched = cfg.get("scheduler") or {}
+    kind = target_kind("scheduler", sched.get("target", "FlowMatchEulerDiscreteScheduler"), cfg_path)
+    sp = sched.get("params") or {}
+    proc = (cfg.get("image_processor") or {}).get("params") or {}
+    pipe = ShapePipeline(
+        dit=dit, vae=vae_mod, conditioner=None,
+        scheduler="consistency" if kind.startswith("Consistency") else "flow",
+        pcm_timesteps=int(sp.get("pcm_timesteps", 50)), shift=float(sp.get("shift", 1.0)),
+        device=torch.device(device), dtype=dtype, folder=folder,
+        image_size=int(proc.get("size", 512)),
+        border_ratio=float(proc.get("border_ratio", 0.15) if proc.get("border_ratio") is not None else 0.15))
+    if with_conditioner:
+        pipe.load_conditioner()
+    return pipe
