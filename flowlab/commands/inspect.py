@@ -1,0 +1,101 @@
+"""``flowlab inspect NAME``: probe a scheduler numerically and print its convention card."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+
+from ..errors import FlowlabError
+
+NAME = "inspect"
+HELP = "probe a scheduler (e.g. diffusers.FlowMatchEulerDiscreteScheduler) and print its convention card"
+DESCRIPTION = """\
+Probe a scheduler's step numerically (it must be affine in the sample and the model output),
+recover the per-step coefficients, and derive the direction of time, no-op steps, the shift,
+what the model must output and the correct data and noise predictions.
+
+NAME is a dotted class path (diffusers.FlowMatchEulerDiscreteScheduler) or an alias:
+  hunyuan3d2   Hunyuan3D-2's scheduler driven as its pipeline does (sigmas = linspace(0, 1, N));
+               hy3dgen's class if installed, else flowlab.schedules.hunyuan_compat.
+
+Exit status: 0 when a card was derived, 1 when the step is not affine (the card says why) or on
+a bad name or argument.
+
+examples:
+  flowlab inspect diffusers.FlowMatchEulerDiscreteScheduler --shift 3
+  flowlab inspect diffusers.FlowMatchEulerDiscreteScheduler --mu 0.8 --json
+  flowlab inspect hunyuan3d2 --steps 50
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="dotted scheduler class (module.Class) or an alias (hunyuan3d2)")
+    parser.add_argument("--steps", type=int, default=10, help="number of inference steps / model calls (default 10)")
+    parser.add_argument("--shift", type=float, default=None, help="passed to the scheduler's constructor as shift=")
+    parser.add_argument("--mu", type=float, default=None,
+                        help="dynamic shifting: constructs with use_dynamic_shifting=True, set_timesteps(mu=MU)")
+    parser.add_argument("--sigmas", type=str, default=None,
+                        help="comma-separated custom sigmas passed to set_timesteps(sigmas=...)")
+    parser.add_argument("--json", action="store_true", help="print the card as JSON")
+
+
+def _parse_sigmas(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        vals = [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise FlowlabError(f"--sigmas must be comma-separated numbers, got {text!r}") from None
+    if not vals or not all(math.isfinite(v) for v in vals):
+        raise FlowlabError(f"--sigmas must be finite numbers, got {text!r}")
+    return vals
+
+
+def _hunyuan(steps: int):
+    from ..inspector import inspect_scheduler, inspect_step, schedule_step
+
+    if importlib.util.find_spec("hy3dgen") is not None:
+        import numpy as np
+        from hy3dgen.shapegen.schedulers import FlowMatchEulerDiscreteScheduler
+
+        return inspect_scheduler(FlowMatchEulerDiscreteScheduler(), None,
+                                 sigmas=np.linspace(0, 1, steps).tolist(),
+                                 source="hy3dgen FlowMatchEulerDiscreteScheduler, sigmas = linspace(0, 1, N)")
+    from ..schedules import hunyuan_compat
+
+    step, timesteps = schedule_step(hunyuan_compat(steps))
+    return inspect_step(step, timesteps, source="Hunyuan3D-2 (flowlab.schedules.hunyuan_compat; hy3dgen not installed)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inspector import ALIASES, inspect_scheduler, resolve_scheduler
+
+    if args.steps < 1:
+        raise FlowlabError(f"--steps must be >= 1, got {args.steps}")
+    sigmas = _parse_sigmas(args.sigmas)
+    if args.name in ALIASES:
+        if args.name == "hunyuan3d2":
+            if args.shift is not None or args.mu is not None or sigmas is not None:
+                raise FlowlabError("hunyuan3d2 takes only --steps (its pipeline fixes the sigmas, shift 1)")
+            result = _hunyuan(args.steps)
+    else:
+        cls = resolve_scheduler(args.name)
+        kwargs: dict = {}
+        if args.shift is not None:
+            kwargs["shift"] = args.shift
+        if args.mu is not None:
+            kwargs["use_dynamic_shifting"] = True
+        try:
+            scheduler = cls(**kwargs)
+        except TypeError as exc:
+            raise FlowlabError(f"{args.name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {exc}; "
+                               "drop --shift / --mu for schedulers that do not take them") from None
+        label = args.name + "".join(f" {k}={v:g}" for k, v in (("shift", args.shift), ("mu", args.mu)) if v is not None)
+        result = inspect_scheduler(scheduler, None if sigmas is not None else args.steps, sigmas=sigmas, mu=args.mu,
+                                   source=label)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, allow_nan=False))
+    else:
+        print(result.card())
+    return 0 if result.affine else 1

@@ -1,0 +1,543 @@
+"""Probe an unknown scheduler numerically and say which timestep convention it implements.
+
+Every first-order sampler step is affine in its two inputs: ``x' = a x + b out + c`` (``x`` the
+sample, ``out`` the model output; ``a, b, c`` depend on the step only). The inspector feeds each
+step a batch of probe rows (``x = 0, out = 0``; ``x = 1, out = 0``; ``x = 0, out = 1``; and random
+rows to verify), recovers ``(a, b, c)`` per step, and refuses to guess when the random rows are
+not reproduced (a step that depends on earlier calls, on randomness, or nonlinearly on its inputs).
+
+From the coefficients:
+
+* ``a = 1, c = 0`` for every step: an Euler step ``x' = x + dt out`` in some time variable ``tau``
+  with ``dt = b``. The sign of ``sum(dt)`` is the direction of time; ``dt = 0`` is a no-op step (a
+  model call that moves nothing, Hunyuan3D-2's last step); the grid of noise levels
+  ``u = (tau - tau_end) / (tau_start - tau_end)`` (1 = noise) is tested for an SD3 shift
+  ``u = s w / (1 + (s - 1) w)`` of a uniform grid ``w`` (dynamic shifting: ``s = exp(mu)``).
+* Sampling starts at noise and ends at data, so ``tau_start`` is the noise endpoint and ``tau_end``
+  the data endpoint. With the straight path between them, SymPy derives (via
+  :mod:`flowlab.symbolic`) what the model must output (``dx/dtau``: ``E - D`` when time runs
+  1 -> 0, ``D - E`` when it runs 0 -> 1) and the data / noise predictions (the Euler jump to each
+  endpoint), and proves them by substituting the path.
+* ``a != 1``: the step rescales the sample (DDIM / VP type); it is reported, not forced into a
+  straight-path card.
+
+Two inputs are accepted: a diffusers-style scheduler object (``set_timesteps``, ``timesteps``,
+``step(model_output, timestep, sample)``, optionally ``sigmas``) and a bare step function
+``step(model_output, timestep, sample) -> next sample`` called once per timestep, in order.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import sympy as sp
+import torch
+from torch import Tensor
+
+from . import symbolic as S
+from .conventions import CONVENTIONS, Convention, T
+from .errors import FlowlabError
+
+__all__ = ["StepCoefficients", "Inspection", "inspect", "inspect_scheduler", "inspect_step", "schedule_step",
+           "resolve_scheduler", "ALIASES"]
+
+_ROWS = 6          # 0: (0, 0)  1: (1, 0)  2: (0, 1)  3..5: random (x, out)
+_WIDTH = 4         # entries per probe row
+_AFFINE_TOL = 1e-4  # relative residual allowed on the random rows (float32 schedulers)
+_UNIT_TOL = 1e-5   # |a - 1| and |c| below this: an Euler step
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    """``x' = a x + b out + c`` at step ``i``, called with ``timestep``; ``residual`` on random rows."""
+
+    i: int
+    timestep: float
+    a: float
+    b: float
+    c: float
+    residual: float
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the inspector found. ``affine`` False means nothing below ``steps`` was derived.
+
+    Attributes:
+        source: what was inspected.
+        n_calls: model calls (steps) probed.
+        steps: the per-step coefficients.
+        affine: every step reproduced its random rows with the recovered coefficients.
+        euler: every step is ``x + dt out`` (``a = 1``, ``c = 0``).
+        times: the recovered time grid ``tau_0 .. tau_n`` (``None`` when it cannot be anchored).
+        direction: ``"decreasing"`` (like sigma 1 -> 0) or ``"increasing"`` (like t 0 -> 1).
+        noop_steps: steps with ``dt = 0``.
+        effective_steps: steps that move the sample.
+        shift: fitted SD3 shift of the noise-level grid (1.0 = none), ``None`` if no fit.
+        model_time_scale: ``K`` with ``timestep = K tau`` when that holds for every step, else ``None``.
+        convention: matching flowlab convention name, ``None`` if none matches.
+        model_output: what the network must output (derived), e.g. ``"E - D"``.
+        data_prediction: the data prediction formula (derived), e.g. ``"x - sigma*v"``.
+        noise_prediction: the noise prediction formula (derived).
+        findings: plain-language statements (traps found, reasons for refusing).
+    """
+
+    source: str
+    n_calls: int
+    steps: tuple[StepCoefficients, ...]
+    affine: bool
+    euler: bool
+    times: tuple[float, ...] | None = None
+    direction: str | None = None
+    noop_steps: tuple[int, ...] = ()
+    effective_steps: int | None = None
+    shift: float | None = None
+    model_time_scale: float | None = None
+    convention: str | None = None
+    model_output: str | None = None
+    data_prediction: str | None = None
+    noise_prediction: str | None = None
+    findings: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready dict (non-finite numbers become ``None``)."""
+        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
+        out = {k: clean(v) for k, v in asdict(self).items()}
+        out["steps"] = [{k: clean(v) for k, v in asdict(s).items()} for s in self.steps]
+        for key in ("times", "noop_steps", "findings"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+    def card(self) -> str:
+        """The card as text (what ``flowlab inspect`` prints)."""
+        lines = [f"scheduler: {self.source}", f"model calls: {self.n_calls}"]
+        if not self.affine:
+            lines.append("affine in (sample, model_output): NO")
+            lines += [f"- {f}" for f in self.findings]
+            return "\n".join(lines)
+        lines.append("affine in (sample, model_output): yes (x' = a x + b out + c, checked on random inputs)")
+        if self.euler:
+            lines.append("update: Euler, x' = x + dt * out")
+        else:
+            lines.append("update: affine but not Euler (a != 1 or c != 0)")
+        if self.direction:
+            lines.append(f"direction of time: {self.direction}")
+        if self.times is not None:
+            lines.append(f"times: {_fmt_list(self.times)}")
+        if self.effective_steps is not None:
+            lines.append(f"effective steps: {self.effective_steps} of {self.n_calls} calls"
+                         + (f" (no-op steps: {list(self.noop_steps)})" if self.noop_steps else ""))
+        if self.shift is not None:
+            lines.append(f"shift: {self.shift:.4f}" + ("" if abs(self.shift - 1) > 1e-3 else " (none)"))
+        if self.model_time_scale is not None:
+            lines.append(f"model is called with timestep = {self.model_time_scale:g} * time")
+        if self.convention:
+            lines.append(f"convention: {self.convention}")
+        if self.model_output:
+            lines.append(f"model output expected: {self.model_output}")
+        if self.data_prediction:
+            lines.append(f"data prediction: {self.data_prediction}")
+        if self.noise_prediction:
+            lines.append(f"noise prediction: {self.noise_prediction}")
+        lines += [f"- {f}" for f in self.findings]
+        return "\n".join(lines)
+
+
+def _fmt_list(vals: Sequence[float]) -> str:
+    if len(vals) <= 8:
+        return "[" + ", ".join(f"{v:.5g}" for v in vals) + "]"
+    return ("[" + ", ".join(f"{v:.5g}" for v in vals[:3]) + ", ..., "
+            + ", ".join(f"{v:.5g}" for v in vals[-3:]) + f"] ({len(vals)} points)")
+
+
+# ---- probing --------------------------------------------------------------------------------------
+
+def _as_tensor_output(out: object, i: int) -> Tensor:
+    if isinstance(out, Tensor):
+        return out
+    prev = getattr(out, "prev_sample", None)
+    if isinstance(prev, Tensor):
+        return prev
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise FlowlabError(f"step {i} returned {type(out).__name__}; expected the next sample as a tensor, a tuple "
+                       "whose first item is it, or an object with .prev_sample")
+
+
+def _probe_rows(gen: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    x = torch.zeros(_ROWS, _WIDTH, dtype=dtype)
+    v = torch.zeros(_ROWS, _WIDTH, dtype=dtype)
+    x[1] = 1.0
+    v[2] = 1.0
+    x[3:] = torch.randn(_ROWS - 3, _WIDTH, generator=gen, dtype=dtype)
+    v[3:] = torch.randn(_ROWS - 3, _WIDTH, generator=gen, dtype=dtype)
+    return x, v
+
+
+def _fit(x: Tensor, v: Tensor, y: Tensor, i: int, timestep: float) -> StepCoefficients:
+    y = y.to(torch.float64)
+    c_row, a_row, b_row = y[0], y[1] - y[0], y[2] - y[0]
+    a, b, c = float(a_row.mean()), float(b_row.mean()), float(c_row.mean())
+    pred = a * x[3:].double() + b * v[3:].double() + c
+    scale = 1.0 + float(y[3:].abs().max())
+    residual = float((pred - y[3:]).abs().max()) / scale
+    # the coefficients must also be the same for every entry of a row (an elementwise step)
+    spread = max(float((a_row - a).abs().max()), float((b_row - b).abs().max()), float((c_row - c).abs().max()))
+    residual = max(residual, spread / (1.0 + abs(a) + abs(b) + abs(c)))
+    if not math.isfinite(residual):
+        residual = math.inf
+    return StepCoefficients(i=i, timestep=timestep, a=a, b=b, c=c, residual=residual)
+
+
+def _probe(step: Callable[[Tensor, Tensor, Tensor], object], timesteps: Sequence[Tensor | float],
+           snapshot: Callable[[], Callable[[Tensor, Tensor, Tensor], object]] | None,
+           dtype: torch.dtype, seed: int) -> tuple[list[StepCoefficients], list[str]]:
+    gen = torch.Generator().manual_seed(seed)
+    coeffs, findings = [], []
+    for i, t in enumerate(timesteps):
+        x, v = _probe_rows(gen, dtype)
+        twin = snapshot() if snapshot is not None else None
+        try:
+            y = _as_tensor_output(step(v.clone(), t, x.clone()), i)
+        except FlowlabError:
+            raise
+        except Exception as exc:  # the foreign step failed on plain tensors
+            raise FlowlabError(f"calling step {i} (timestep {float(t):.6g}) with model_output and sample of shape "
+                               f"{tuple(x.shape)} failed: {type(exc).__name__}: {exc}") from None
+        if y.shape != x.shape:
+            raise FlowlabError(f"step {i} returned shape {tuple(y.shape)} for a sample of shape {tuple(x.shape)}; "
+                               "expected the next sample, shaped like the sample")
+        if twin is not None:
+            y2 = _as_tensor_output(twin(v.clone(), t, x.clone()), i)
+            if not torch.equal(y, y2):
+                findings.append(f"step {i} is not deterministic: the same inputs gave different outputs "
+                                "(stochastic sampling / churn); no convention derived")
+                coeffs.append(StepCoefficients(i, float(t), math.nan, math.nan, math.nan, math.inf))
+                return coeffs, findings
+        coeffs.append(_fit(x, v, y, i, float(t)))
+    return coeffs, findings
+
+
+# ---- analysis ---------------------------------------------------------------------------------------
+
+def _unshift(u: Tensor, s: float) -> Tensor:
+    return u / (s - (s - 1) * u)
+
+
+def _uniformity(w: Tensor) -> float:
+    if w.numel() < 3:
+        return 0.0
+    d = w[1:] - w[:-1]
+    return float((d - d.mean()).abs().max() / d.abs().mean())
+
+
+def _fit_shift(u: Tensor) -> tuple[float, float]:
+    """Best SD3 shift ``s`` making ``unshift(u, s)`` equally spaced; returns ``(s, residual)``."""
+    grid = torch.linspace(-5.0, 5.0, 201, dtype=torch.float64)
+    errs = torch.tensor([_uniformity(_unshift(u, math.exp(float(g)))) for g in grid])
+    k = int(errs.argmin())
+    lo, hi = float(grid[max(k - 1, 0)]), float(grid[min(k + 1, len(grid) - 1)])
+    phi = (math.sqrt(5) - 1) / 2
+    for _ in range(80):  # golden section on log s
+        m1, m2 = hi - phi * (hi - lo), lo + phi * (hi - lo)
+        if _uniformity(_unshift(u, math.exp(m1))) < _uniformity(_unshift(u, math.exp(m2))):
+            hi = m2
+        else:
+            lo = m1
+    s = math.exp((lo + hi) / 2)
+    return s, _uniformity(_unshift(u, s))
+
+
+def _derive(t_noise: float, t_data: float) -> tuple[Convention, str, str, str, str | None]:
+    """SymPy: straight path from noise at ``t_noise`` to data at ``t_data``; model output and predictions."""
+    tn, td = sp.nsimplify(round(t_noise, 6), rational=True), sp.nsimplify(round(t_data, 6), rational=True)
+    alpha = (T - tn) / (td - tn)
+    conv = Convention.affine("inspected", sp.expand(alpha), sp.expand(1 - alpha), t_noise=tn, t_data=td,
+                             symbol="tau")
+    v_target = S.velocity_target(conv)
+    data_formula = S.jump_to(td, T)
+    noise_formula = S.jump_to(tn, T)
+    if not S.vanishes(S.on_path(data_formula, conv, T) - S.D):
+        raise FlowlabError("internal: the jump to the data endpoint did not reduce to D")  # pragma: no cover
+    if not S.vanishes(S.on_path(noise_formula, conv, T) - S.E):
+        raise FlowlabError("internal: the jump to the noise endpoint did not reduce to E")  # pragma: no cover
+    match = None
+    for name, known in CONVENTIONS.items():
+        if (S.vanishes(known.alpha - conv.alpha) and S.vanishes(known.beta - conv.beta)
+                and known.t_noise == conv.t_noise and known.t_data == conv.t_data):
+            match = name
+    own = sp.Symbol(CONVENTIONS[match].symbol if match else "tau", real=True)
+    show = lambda e: S.format_prediction(e.subs(T, own))  # noqa: E731
+    return conv, S._format_combination(v_target), show(data_formula), show(noise_formula), match
+
+
+def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], anchor: Sequence[float] | None,
+             num_train_timesteps: int | None, order: int) -> Inspection:
+    n = len(coeffs)
+    bad = [c for c in coeffs if not c.residual <= _AFFINE_TOL]
+    if findings or bad:
+        if bad and not findings:
+            c = bad[0]
+            why = (f"step {c.i} (timestep {c.timestep:.6g}) is not affine in (sample, model_output): the recovered "
+                   f"coefficients miss the random probes by {c.residual:.3g} (relative)")
+            if order > 1 or c.i > 0:
+                why += ("; its result depends on earlier calls (a multistep / Heun-type scheduler"
+                        + (f", order = {order}" if order > 1 else "") + ") or on its inputs nonlinearly")
+            findings = [why, "refusing to derive a convention from a non-affine step"]
+        return Inspection(source=source, n_calls=n, steps=tuple(coeffs), affine=False, euler=False,
+                          findings=tuple(findings))
+
+    euler = all(abs(c.a - 1) <= _UNIT_TOL and abs(c.c) <= _UNIT_TOL for c in coeffs)
+    notes: list[str] = []
+    if not euler:
+        a_lo, a_hi = min(c.a for c in coeffs), max(c.a for c in coeffs)
+        notes.append(f"the sample coefficient a runs {a_lo:.4g} .. {a_hi:.4g} (not 1): the step rescales the sample, "
+                     "as DDIM / VP schedulers do; it is an Euler step of y = x / K with K_(i+1) = a_i K_i "
+                     "(see the DDIM card), not of x itself")
+        return Inspection(source=source, n_calls=n, steps=tuple(coeffs), affine=True, euler=False,
+                          findings=tuple(notes))
+
+    dts = torch.tensor([c.b for c in coeffs], dtype=torch.float64)
+    noop = tuple(int(i) for i in (dts.abs() <= 1e-9).nonzero().flatten().tolist())
+    moving = dts[dts.abs() > 1e-9]
+    total = float(dts.sum())
+    if moving.numel() == 0:
+        notes.append("no step moves the sample (every dt = 0)")
+        return Inspection(source=source, n_calls=n, steps=tuple(coeffs), affine=True, euler=True,
+                          noop_steps=noop, effective_steps=0, findings=tuple(notes))
+    direction = "decreasing" if total < 0 else "increasing"
+    against = [c.i for c in coeffs if c.b * total < 0 and abs(c.b) > 1e-9]
+    if against:
+        notes.append(f"steps {against} go against the direction of time (dt has the wrong sign): a schedule padded "
+                     "with the wrong endpoint")
+
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), dts.cumsum(0)])
+    times = None
+    if anchor is not None and len(anchor) >= n + 1:
+        cand = torch.tensor(list(anchor[: n + 1]), dtype=torch.float64)
+        if float((cand - cand[0] - cum).abs().max()) <= 1e-5:
+            times = cand
+        else:
+            notes.append("the scheduler's sigmas do not match the recovered steps; times anchored by the span")
+    if times is None and abs(abs(total) - 1) <= 1e-4:
+        times = cum + (1.0 if total < 0 else 0.0)
+    if times is not None and abs(float(times[0]) - float(times[-1])) > 1e-9:
+        t_start, t_end = float(times[0]), float(times[-1])
+    else:
+        t_start = t_end = None
+
+    scale = None
+    if times is not None:
+        ratios = [c.timestep / float(times[c.i]) for c in coeffs if abs(float(times[c.i])) > 1e-6]
+        if ratios and max(ratios) - min(ratios) <= 1e-4 * max(1.0, abs(ratios[0])):
+            scale = sum(ratios) / len(ratios)
+
+    shift = None
+    if t_start is not None:
+        u = (times - t_end) / (t_start - t_end)
+        keep = torch.cat([torch.ones(1, dtype=torch.bool), (u[1:] - u[:-1]).abs() > 1e-9])
+        u = u[keep]  # distinct noise levels, 1 -> 0
+        s_all, r_all = _fit_shift(u)
+        if r_all <= 1e-4:
+            shift = s_all
+        elif u.numel() >= 4:
+            s_in, r_in = _fit_shift(u[:-1])
+            if r_in <= 1e-4:
+                shift = s_in
+                w_min = float(_unshift(u[-2:-1], s_in))
+                last = float(u[-2])
+                notes.append(f"the grid is uniform (after the shift) from noise down to noise level {last:.5f}, "
+                             "then a final step to the data")
+                if num_train_timesteps and abs(s_in - 1) > 1e-3:
+                    once = s_in * (1 / num_train_timesteps) / (1 + (s_in - 1) / num_train_timesteps)
+                    if abs(w_min - once) <= 1e-5 * max(1.0, once) + 1e-7:
+                        notes.append(f"terminal noise level is shifted twice (diffusers #13243): last nonzero level "
+                                     f"{last:.5f} = shift(shift(1/{num_train_timesteps})) instead of "
+                                     f"shift(1/{num_train_timesteps}) = {once:.5f}")
+        if shift is not None and abs(shift - 1) > 1e-3:
+            notes.append(f"shift {shift:.4f} (= exp({math.log(shift):.4f}); dynamic shifting with mu gives exp(mu)): "
+                         + ("steps crowd toward noise" if shift > 1 else "steps crowd toward data"))
+    for i in noop:
+        t_here = float(times[i]) if times is not None else float("nan")
+        notes.append(f"step {i} is a no-op: the model is called at time {t_here:.5g} but dt = 0, a wasted call "
+                     f"({n} calls, {n - len(noop)} effective steps)"
+                     + (" (the Hunyuan3D-2 wasted last step)" if i == n - 1 and direction == "increasing" else ""))
+
+    conv_name = model_output = data_pred = noise_pred = None
+    if t_start is not None and abs(t_start - t_end) > 1e-6:
+        if {round(t_start, 6), round(t_end, 6)} != {0.0, 1.0}:
+            notes.append(f"time runs {t_start:.5g} -> {t_end:.5g}: predictions assume the straight path between "
+                         "these endpoints")
+        _, model_output, data_pred, noise_pred, conv_name = _derive(t_start, t_end)
+        if conv_name is None:
+            conv_name = f"straight path, noise at {t_start:.5g}, data at {t_end:.5g}"
+    return Inspection(source=source, n_calls=n, steps=tuple(coeffs), affine=True, euler=True,
+                      times=tuple(float(t) for t in times) if times is not None else None, direction=direction,
+                      noop_steps=noop, effective_steps=n - len(noop), shift=shift, model_time_scale=scale,
+                      convention=conv_name, model_output=model_output, data_prediction=data_pred,
+                      noise_prediction=noise_pred, findings=tuple(notes))
+
+
+# ---- entry points -----------------------------------------------------------------------------------
+
+def _is_scheduler(obj: object) -> bool:
+    return all(callable(getattr(obj, m, None)) for m in ("set_timesteps", "step"))
+
+
+def _expected(obj: object) -> FlowlabError:
+    what = f"the class {obj.__name__}; instantiate it first" if isinstance(obj, type) else type(obj).__name__
+    return FlowlabError(
+        "expected a diffusers-style scheduler (an object with set_timesteps(), timesteps and "
+        "step(model_output, timestep, sample)) or a step function step(model_output, timestep, sample) -> next "
+        f"sample with its timesteps; got {what}")
+
+
+def inspect_scheduler(scheduler: object, num_inference_steps: int | None = 10, *,
+                      sigmas: Sequence[float] | None = None, mu: float | None = None,
+                      source: str | None = None, dtype: torch.dtype = torch.float32, seed: int = 0) -> Inspection:
+    """Probe a diffusers-style scheduler: ``set_timesteps``, then one ``step`` per timestep.
+
+    ``num_inference_steps`` or custom ``sigmas`` (as a pipeline passes them) set the schedule; ``mu`` is
+    passed for dynamic shifting. The scheduler is deep-copied before each step so every step can be
+    called twice (a determinism check). Rows: ``(6, 4)`` probes in ``dtype``.
+    """
+    if isinstance(scheduler, type) or not _is_scheduler(scheduler):
+        raise _expected(scheduler)
+    sched = copy.deepcopy(scheduler)
+    kwargs: dict = {}
+    if sigmas is not None:
+        kwargs["sigmas"] = [float(v) for v in sigmas]
+    elif num_inference_steps is not None:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise FlowlabError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
+        kwargs["num_inference_steps"] = num_inference_steps
+    if mu is not None:
+        kwargs["mu"] = float(mu)
+    try:
+        sched.set_timesteps(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise FlowlabError(f"{type(scheduler).__name__}.set_timesteps({', '.join(f'{k}=...' for k in kwargs)}) "
+                           f"failed: {exc}") from None
+    timesteps = getattr(sched, "timesteps", None)
+    if timesteps is None:
+        raise _expected(scheduler)
+    timesteps = list(timesteps)
+    holder = {"s": sched}
+
+    def step(v: Tensor, t: Tensor | float, x: Tensor) -> object:
+        return holder["s"].step(v, t, x)
+
+    def snapshot() -> Callable[[Tensor, Tensor, Tensor], object]:
+        twin = copy.deepcopy(holder["s"])
+        return lambda v, t, x: twin.step(v, t, x)
+
+    coeffs, findings = _probe(step, timesteps, snapshot, dtype, seed)
+    sig = getattr(sched, "sigmas", None)
+    anchor = [float(s) for s in sig] if isinstance(sig, Tensor) and sig.ndim == 1 else None
+    config = getattr(sched, "config", None)
+    n_train = getattr(config, "num_train_timesteps", None) if config is not None else None
+    order = int(getattr(sched, "order", 1) or 1)
+    return _analyse(source or type(scheduler).__name__, coeffs, findings, anchor, n_train, order)
+
+
+def inspect_step(step: Callable[[Tensor, Tensor, Tensor], object], timesteps: Sequence[float] | Tensor, *,
+                 times: Sequence[float] | None = None, source: str | None = None,
+                 dtype: torch.dtype = torch.float32, seed: int = 0) -> Inspection:
+    """Probe a bare step function ``step(model_output, timestep, sample) -> next sample``.
+
+    It is called once per entry of ``timesteps``, in order (it may keep state, like a diffusers
+    scheduler). ``times`` (``len(timesteps) + 1`` values) anchors the recovered time grid; without it
+    the grid is anchored when the steps span exactly 1 (then time runs 1 -> 0 or 0 -> 1).
+    """
+    if isinstance(step, type) or not callable(step):
+        raise _expected(step)
+    ts = [float(t) for t in (timesteps.tolist() if isinstance(timesteps, Tensor) else timesteps)]
+    if not ts:
+        raise FlowlabError("timesteps is empty; pass the timesteps the step function is called with, in order")
+    coeffs, findings = _probe(lambda v, t, x: step(v, torch.tensor(t), x), ts, None, dtype, seed)
+    return _analyse(source or getattr(step, "__name__", type(step).__name__), coeffs, findings,
+                    list(times) if times is not None else None, None, 1)
+
+
+def inspect(obj: object, num_inference_steps: int | None = 10, *, timesteps: Sequence[float] | None = None,
+            sigmas: Sequence[float] | None = None, mu: float | None = None, source: str | None = None) -> Inspection:
+    """Inspect a scheduler object (diffusers-style) or a bare step function (needs ``timesteps``)."""
+    if _is_scheduler(obj) and not isinstance(obj, type):
+        return inspect_scheduler(obj, num_inference_steps, sigmas=sigmas, mu=mu, source=source)
+    if callable(obj) and not isinstance(obj, type):
+        if timesteps is None:
+            raise FlowlabError("a bare step function needs timesteps= (the values it is called with, in order)")
+        return inspect_step(obj, timesteps, times=sigmas, source=source)
+    raise _expected(obj)
+
+
+def schedule_step(schedule: Tensor) -> tuple[Callable[[Tensor, Tensor, Tensor], Tensor], list[float]]:
+    """A stateless step function running flowlab's Euler update over ``schedule`` (``(S + 1,)`` times),
+    and the timesteps to call it with (``schedule[:-1]``, one per step; each must be distinct).
+
+    ``flowlab.schedules.hunyuan_compat(N)`` gives Hunyuan3D-2's semantics (``t`` 0 -> 1 and a last
+    step ``1.0 -> 1.0``); the inspector then names the wasted last step.
+    """
+    from .functional import euler_step
+
+    if not isinstance(schedule, Tensor) or schedule.ndim != 1 or schedule.numel() < 2:
+        raise FlowlabError("schedule must be a 1-D tensor of at least 2 times (see flowlab.schedules)")
+    starts = schedule[:-1].tolist()
+    if len(set(starts)) != len(starts):
+        raise FlowlabError("schedule_step needs distinct step start times to look steps up by timestep")
+
+    def step(model_output: Tensor, timestep: Tensor, sample: Tensor) -> Tensor:
+        i = starts.index(float(timestep))
+        return euler_step(sample, model_output, schedule[i].to(sample.dtype), schedule[i + 1].to(sample.dtype))
+
+    return step, starts
+
+
+# ---- names for the CLI ------------------------------------------------------------------------------
+
+#: Names ``flowlab inspect`` understands besides dotted class paths.
+ALIASES: dict[str, str] = {
+    "hunyuan3d2": "Hunyuan3D-2 shapegen scheduler as its pipeline drives it (sigmas = linspace(0, 1, N)); "
+                  "hy3dgen's own class when installed, else flowlab.schedules.hunyuan_compat",
+}
+
+_KNOWN_DOTTED = (
+    "diffusers.FlowMatchEulerDiscreteScheduler",
+    "diffusers.FlowMatchHeunDiscreteScheduler",
+    "diffusers.DDIMScheduler",
+    "diffusers.EulerDiscreteScheduler",
+    "hy3dgen.shapegen.schedulers.FlowMatchEulerDiscreteScheduler",
+)
+
+
+def _suggest(name: str, pool: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(set(pool)), n=3, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def resolve_scheduler(name: str) -> type:
+    """Import ``"package.module.ClassName"`` and return the class; clear errors with suggestions."""
+    if not isinstance(name, str) or "." not in name:
+        raise FlowlabError(f"expected a dotted class name such as diffusers.FlowMatchEulerDiscreteScheduler or one "
+                           f"of {', '.join(ALIASES)}, got {name!r}.{_suggest(str(name), list(ALIASES) + list(_KNOWN_DOTTED))}")
+    module_name, attr = name.rsplit(".", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FlowlabError(f"cannot import module {module_name!r} ({exc}).{_suggest(name, _KNOWN_DOTTED)}") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        try:
+            pool = [f"{module_name}.{a}" for a in dir(module) if "Schedul" in a and not a.startswith("_")]
+        except Exception:  # lazy modules may fail listing  # pragma: no cover
+            pool = []
+        raise FlowlabError(f"module {module_name!r} has no attribute {attr!r}."
+                           f"{_suggest(name, pool + list(_KNOWN_DOTTED))}")
+    if not isinstance(obj, type):
+        raise FlowlabError(f"{name} is a {type(obj).__name__}, not a scheduler class")
+    return obj
