@@ -1,0 +1,103 @@
+"""``flowlab shape``: image -> 3D mesh with the Hunyuan3D-2 shape model, in either timestep convention."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+NAME = "shape"
+HELP = "generate a mesh from an image with a Hunyuan3D-2 shape model (either convention)"
+DESCRIPTION = """\
+Run a Hunyuan3D-2 shape checkpoint (official folder layout: config.yaml + model{.fp16}.{safetensors,ckpt})
+on one image and write the mesh (.glb, .obj or .ply).
+
+--model is a folder, or a Hugging Face repo id (tencent/Hunyuan3D-2 or tencent/Hunyuan3D-2/SUBFOLDER) looked
+up in $HY3DGEN_MODELS (default ~/.cache/hy3dgen) and the Hugging Face cache; --download fetches it.
+
+--convention reversed samples the model as released (t: 0 = noise -> 1 = data) with the reference's exact
+arithmetic (fp16-rounded t, the schedule whose last step is wasted); --convention conventional samples
+the flipped model (sigma = 1 - t, v' = -v) along sigma: 1 -> 0. Both give the same mesh up to round-off.
+--embedding FILE (.safetensors / .pt / .npy with one (1, L, 1536) tensor) skips the image encoder."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="PATH_OR_REPO", help="model folder or HF repo id")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", metavar="IMG", help="input image (RGBA with transparent background, or RGB)")
+    src.add_argument("--embedding", metavar="FILE", help="precomputed image tokens instead of --image")
+    parser.add_argument("--steps", type=int, default=50, help="model calls (default 50)")
+    parser.add_argument("--guidance", type=float, default=5.0, help="CFG scale w: v_u + w (v_c - v_u) (default 5.0)")
+    parser.add_argument("--octree", type=int, default=384, help="grid resolution R: (R+1)^3 queries (default 384)")
+    parser.add_argument("--chunk-size", type=int, default=8000, metavar="N", help="points a decoder call (default 8000)")
+    parser.add_argument("--hierarchical", action="store_true", help="coarse-to-fine decoding (fewer queries)")
+    parser.add_argument("--convention", default="reversed", choices=["reversed", "conventional"],
+                        help="sampling convention (default reversed, as released)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (CPU generator)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
+                        help="weights and latents dtype (auto: fp16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--vae", metavar="FOLDER", help="standalone VAE folder to use instead (e.g. the turbo VAE)")
+    parser.add_argument("--variant", default="fp16", help="weight file variant, model.VARIANT.* (default fp16; "
+                                                             "'none' for model.*)")
+    parser.add_argument("--download", action="store_true", help="download the model with huggingface_hub if missing")
+    parser.add_argument("--out", default="mesh.glb", help="output mesh: .glb, .obj or .ply (default mesh.glb)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _check_out(path: Path) -> None:
+    from ..errors import FlowlabError
+    from ..shape.mesh import EXPORT_FORMATS
+
+    if path.suffix.lower() not in EXPORT_FORMATS:
+        raise FlowlabError(f"--out {str(path)!r}: unknown mesh format {path.suffix or '(none)'!r}; "
+                           f"use one of {', '.join(EXPORT_FORMATS)}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FlowlabError(f"--out {str(path)!r}: folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise FlowlabError(f"--out {str(path)!r} is not writable; choose another path")
+    if path.is_dir():
+        raise FlowlabError(f"--out {str(path)!r} is a folder; give a file name such as mesh.glb")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..device import resolve_device
+    from ..errors import FlowlabError
+    from ..schedules import n_effective_steps
+    from ..shape.embedding import load_embedding
+    from ..shape.mesh import export_mesh
+    from ..shape.pipeline import load_pipeline
+
+    out = Path(args.out)
+    _check_out(out)
+    for name in ("steps", "octree", "chunk_size"):
+        if getattr(args, name) < 1:
+            raise FlowlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    device = resolve_device(args.device)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(
+        args.dtype, torch.float16 if device.type == "cuda" else torch.float32)
+    variant = None if args.variant.lower() == "none" else args.variant
+    pipe = load_pipeline(args.model, device=device, dtype=dtype, download=args.download, variant=variant,
+                         vae=args.vae)
+    cond = pipe.check_embedding(load_embedding(args.embedding)) if args.embedding else pipe.encode_image(args.image)
+
+    quiet = args.quiet
+    bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr, disable=quiet)
+    latents = pipe.sample_latents(cond, steps=args.steps, guidance=args.guidance, convention=args.convention,
+                                  seed=args.seed, callback=lambda info: bar.update(1))
+    bar.close()
+    n = args.octree + 1
+    bar = tqdm(total=n ** 3, desc="decoding", unit="pt", unit_scale=True, file=sys.stderr, disable=quiet)
+    logits = pipe.decode_volume(latents, octree=args.octree, chunk_size=args.chunk_size,
+                                hierarchical=args.hierarchical, progress=bar.update)
+    bar.close()
+    mesh = pipe.mesh(logits)
+    export_mesh(mesh, out)
+    eff = n_effective_steps(pipe.schedule(args.steps))
+    print(f"wrote {out}: {mesh.vertices.shape[0]} vertices, {mesh.faces.shape[0]} faces "
+          f"({args.convention} convention, {args.steps} model calls, {eff} effective steps, seed {args.seed})")
+    return 0
