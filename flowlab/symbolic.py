@@ -58,7 +58,7 @@ __all__ = [
     "cfg", "cfg_flip_remainder", "cfg_data_remainder", "cfg_scale_remainder",
     # proofs, reports, closing the loop
     "Proof", "proofs", "convention_report",
-    "Domain", "Identity", "to_torch", "torch_source", "compare", "identity_registry", "convention_identities",
+    "Domain", "TENSOR", "Identity", "to_torch", "torch_source", "compare", "identity_registry", "convention_identities",
     "measure_all",
 ]
 

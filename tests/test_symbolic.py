@@ -16,7 +16,7 @@ from flowlab import functional as F
 from flowlab import symbolic as Y
 from flowlab.conventions import CONVENTIONAL, REVERSED, VP_COSINE, Convention, T
 from flowlab.errors import FlowlabError
-from flowlab.symbolic import (A, ABAR_S, ABAR_T, B, D, DA, DB, DHAT, E, EPS, G, S, S_NEXT, SIGMA, SCORE, T_NEXT, V,
+from flowlab.symbolic import (A, ABAR_S, ABAR_T, B, D, DA, DB, DHAT, E, EPS, S, S_NEXT, SIGMA, SCORE, T_NEXT, V,
                               V_COND, V_UNCOND, W, X)
 
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
