@@ -1,0 +1,149 @@
+"""Triton kernels behind :mod:`flowlab.fast` (imported only when a CUDA fast path runs).
+
+Both kernels run a whole Euler trajectory per block of particles: ``x`` is read once, kept in
+registers for every step and written once, so device memory sees one pass over the particles. The
+per-step tables (a few KB) stay in L1 / L2.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from ..errors import FlowlabError
+
+LOG2E = 1.4426950408889634
+
+
+def _on(x: Tensor) -> contextlib.AbstractContextManager:
+    """Launch on ``x``'s GPU (a no-op context for CPU tensors under ``TRITON_INTERPRET=1``)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+# ---- exact isotropic Gaussian mixture ------------------------------------------------------------------
+
+@triton.jit
+def _gmm_euler_kernel(x_ptr, out_ptr, tab_ptr, dt_ptr, n, n_steps,
+                      D: tl.constexpr, DP: tl.constexpr, KP: tl.constexpr, BLOCK: tl.constexpr):
+    # One step's table row: lw2 (KP) | q2 (KP) | c (KP) | ctr (KP, DP) | m (KP, DP); log2 units for lw2, q2.
+    ROW: tl.constexpr = KP * (3 + 2 * DP)
+    pid = tl.program_id(0)
+    rows = pid * BLOCK + tl.arange(0, BLOCK)
+    d = tl.arange(0, DP)
+    k = tl.arange(0, KP)
+    mask = (rows[:, None] < n) & (d[None, :] < D)
+    offs = rows.to(tl.int64)[:, None] * D + d[None, :]
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)  # (BLOCK, DP)
+    kd = k[:, None] * DP + d[None, :]
+    for i in range(n_steps):
+        base = tab_ptr + i * ROW
+        lw = tl.load(base + k)
+        q = tl.load(base + KP + k)
+        c = tl.load(base + 2 * KP + k)
+        ctr = tl.load(base + 3 * KP + kd)
+        mv = tl.load(base + 3 * KP + KP * DP + kd)
+        dt = tl.load(dt_ptr + i)
+        r = x[:, None, :] - ctr[None, :, :]  # (BLOCK, KP, DP)
+        logit = lw[None, :] + q[None, :] * tl.sum(r * r, axis=2)  # (BLOCK, KP), log2 units
+        p = tl.exp2(logit - tl.max(logit, axis=1)[:, None])
+        scale = dt / tl.sum(p, axis=1)
+        pc = tl.sum(p * c[None, :], axis=1)
+        pm = tl.sum(p[:, :, None] * mv[None, :, :], axis=1)  # (BLOCK, DP)
+        x = x + scale[:, None] * (pc[:, None] * x + pm)
+    tl.store(out_ptr + offs, x.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def gmm_euler_triton(x: Tensor, tab64: "MixtureTables", *, block: int = 256, num_warps: int = 4) -> Tensor:  # noqa: F821
+    """Launch :func:`_gmm_euler_kernel`: ``x: (B, D)`` on CUDA, tables in float64 (packed here, fp32)."""
+    n, dim = x.shape
+    s, k = tab64.lw.shape
+    if k > 64 or dim > 8:
+        raise FlowlabError(f"gmm_euler: the Triton kernel holds K <= 64 components in dim <= 8, got K = {k}, "
+                           f"dim = {dim}; use backend='torch'")
+    kp, dp = max(2, _pow2(k)), max(2, _pow2(dim))
+    lw = torch.full((s, kp), -1e30, dtype=torch.float64)
+    lw[:, :k] = tab64.lw * LOG2E
+    q = torch.zeros(s, kp, dtype=torch.float64)
+    q[:, :k] = tab64.q * LOG2E
+    c = torch.zeros(s, kp, dtype=torch.float64)
+    c[:, :k] = tab64.c
+    ctr = torch.zeros(s, kp, dp, dtype=torch.float64)
+    ctr[:, :k, :dim] = tab64.ctr
+    m = torch.zeros(s, kp, dp, dtype=torch.float64)
+    m[:, :k, :dim] = tab64.m
+    packed = torch.cat([lw, q, c, ctr.reshape(s, -1), m.reshape(s, -1)], dim=1)
+    packed = packed.to(device=x.device, dtype=torch.float32).contiguous()
+    dt = tab64.dt.to(device=x.device, dtype=torch.float32).contiguous()
+    xc = x.contiguous()
+    out = torch.empty_like(xc)
+    with _on(x):
+        _gmm_euler_kernel[(triton.cdiv(n, block),)](xc, out, packed, dt, n, s, D=dim, DP=dp, KP=kp, BLOCK=block,
+                                                    num_warps=num_warps)
+    return out
+
+
+# ---- MLP velocity --------------------------------------------------------------------------------------
+
+@triton.jit
+def _mlp_euler_kernel(x_ptr, out_ptr, n, n_steps, w_step,
+                      b1_ptr, w1_ptr, wh_ptr, bh_ptr, wo_ptr, bo_ptr, dt_ptr,
+                      D: tl.constexpr, DO: tl.constexpr, H: tl.constexpr, NH: tl.constexpr, BM: tl.constexpr):
+    # x: (n, D) fp32; b1: (S, H) fp32; w1: (D, H) fp32; wh: (NH, H, H) [in, out]; bh: (NH, H); wo: (H, DO)
+    # zero-padded past D; bo: (DO,) fp32 zero-padded; dt: (S,) fp32. w_step is 0: it keeps the weight loads
+    # inside the step loop (streamed from L2 into shared memory) instead of hoisted into registers.
+    pid = tl.program_id(0)
+    rows = pid * BM + tl.arange(0, BM)
+    co = tl.arange(0, DO)
+    ch = tl.arange(0, H)
+    mask = (rows[:, None] < n) & (co[None, :] < D)
+    offs = rows.to(tl.int64)[:, None] * D + co[None, :]
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)  # (BM, DO), columns >= D stay 0
+    cdt = wh_ptr.dtype.element_ty
+    bo = tl.load(bo_ptr + co)
+    for i in range(n_steps):
+        h = tl.zeros([BM, H], dtype=tl.float32) + tl.load(b1_ptr + i * H + ch)[None, :]
+        for j in tl.static_range(D):
+            xj = tl.sum(tl.where(co[None, :] == j, x, 0.0), axis=1)
+            h += xj[:, None] * tl.load(w1_ptr + j * H + ch)[None, :]
+        wb = wh_ptr + i * w_step
+        for layer in tl.static_range(NH):
+            a = (h * tl.sigmoid(h)).to(cdt)
+            w = tl.load(wb + layer * H * H + ch[:, None] * H + ch[None, :])
+            h = tl.dot(a, w) + tl.load(bh_ptr + layer * H + ch).to(tl.float32)[None, :]
+        a = (h * tl.sigmoid(h)).to(cdt)
+        wo = tl.load(wo_ptr + i * w_step + ch[:, None] * DO + co[None, :])
+        v = tl.dot(a, wo) + bo[None, :]
+        x = x + tl.load(dt_ptr + i) * v
+    tl.store(out_ptr + offs, x, mask=mask)
+
+
+def mlp_euler_triton(x32: Tensor, tab: "MLPTables", *, block: int = 128, num_warps: int = 8,  # noqa: F821
+                     num_stages: int = 1) -> Tensor:
+    """Launch :func:`_mlp_euler_kernel` on ``x32: (B, D)`` fp32 (CUDA); returns fp32 ``(B, D)``."""
+    n, dim = x32.shape
+    nh, hdim = tab.wh.shape[0], tab.bias1.shape[1]
+    if hdim < 16 or hdim > 512 or hdim & (hdim - 1) or nh < 1 or dim > 16:
+        raise FlowlabError(f"mlp_euler: the Triton kernel needs a hidden width that is a power of two in [16, 512], "
+                           f"depth >= 2 and dim <= 16; got width {hdim}, {nh} hidden products, dim {dim}; "
+                           "use backend='graph' or 'torch'")
+    if block < 16 or block & (block - 1):
+        raise FlowlabError(f"mlp_euler: block must be a power of two >= 16, got {block}")
+    do = max(16, _pow2(dim))
+    wo = torch.zeros(hdim, do, dtype=tab.wo.dtype, device=x32.device)
+    wo[:, :dim] = tab.wo
+    bo = torch.zeros(do, dtype=torch.float32, device=x32.device)
+    bo[:dim] = tab.bo.float()
+    xc = x32.contiguous()
+    out = torch.empty_like(xc)
+    with _on(x32):
+        _mlp_euler_kernel[(triton.cdiv(n, block),)](
+            xc, out, n, tab.dt.shape[0], 0, tab.bias1, tab.w1x, tab.wh, tab.bh, wo, bo, tab.dt,
+            D=dim, DO=do, H=hdim, NH=nh, BM=block, num_warps=num_warps, num_stages=num_stages)
+    return out
