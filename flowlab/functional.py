@@ -154,6 +154,8 @@ def cfg(v_cond: Tensor, v_uncond: Tensor, scale: float | Tensor) -> Tensor:
 
     ``g = 1`` is no guidance. facebookresearch/flow_matching writes ``(1 + w) cond - w uncond``:
     the same thing with ``g = 1 + w``. CFG is linear, so it commutes with the convention flip and
-    with velocity -> data.
+    with velocity -> data. ``scale`` is a number, a 0-dim tensor or a per-sample ``(B,)`` tensor.
     """
+    if isinstance(scale, Tensor):
+        scale = bcast(scale, v_cond)
     return v_uncond + scale * (v_cond - v_uncond)

@@ -111,3 +111,12 @@ def test_cfg_scale_conventions() -> None:
     assert not torch.allclose(F.cfg(c, u, 2.0), c, atol=1e-3)
     w = 2.5  # flow_matching's (1 + w) cond - w uncond is g = 1 + w
     assert torch.allclose(F.cfg(c, u, 1 + w), (1 + w) * c - w * u, atol=1e-6)
+
+
+def test_cfg_per_sample_scale_broadcasts_over_samples() -> None:
+    g = torch.Generator().manual_seed(4)
+    c, u = torch.randn(3, 3, generator=g), torch.randn(3, 3, generator=g)  # B == N: a wrong axis would pass silently
+    scale = torch.tensor([1.0, 2.0, 3.0])
+    out = F.cfg(c, u, scale)
+    for i in range(3):
+        assert torch.allclose(out[i], u[i] + scale[i] * (c[i] - u[i]), atol=1e-6)
