@@ -133,8 +133,9 @@ class DinoImageEncoder(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         """image: (B, 3, H, W) in [-1, 1] -> (B, num_tokens, hidden)."""
         p = next(self.model.parameters())
-        image = ((image + 1) / 2).to(device=p.device, dtype=p.dtype)
-        hidden = self.model(pixel_values=self.transform(image)).last_hidden_state
+        # resize in float32 (CPU has no fp16 antialiased resize), then the model's dtype
+        image = ((image.float() + 1) / 2).to(device=p.device)
+        hidden = self.model(pixel_values=self.transform(image).to(p.dtype)).last_hidden_state
         return hidden if self.use_cls_token else hidden[:, 1:]
 
 

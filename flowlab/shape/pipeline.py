@@ -205,9 +205,8 @@ class ShapePipeline:
         """A path / PIL image, or a (B, 3, H, W) tensor in [-1, 1] -> cond tokens (B, L, C)."""
         from .conditioner import load_image
 
-        cond_model = self.load_conditioner()
         pixels = image if isinstance(image, Tensor) else load_image(image, self.image_size, self.border_ratio)
-        return cond_model(pixels.to(self.device))
+        return self.load_conditioner()(pixels.to(self.device))
 
     def check_embedding(self, cond: Tensor) -> Tensor:
         """Validate a precomputed (B, L, context_in_dim) embedding and move it to the pipeline."""
