@@ -243,11 +243,11 @@ def fit_gmm(samples: Tensor, n_components: int, *, generator: torch.Generator | 
     logw = torch.full((k,), -math.log(k), dtype=torch.float64)
     eye = torch.eye(d, dtype=torch.float64)
     for _ in range(iters):
-        chol = torch.linalg.cholesky(cov)
+        prec = torch.linalg.inv(cov)
+        logdet = torch.linalg.slogdet(cov).logabsdet
         r = x[:, None, :] - mu[None]  # (N, K, d)
-        sol = torch.linalg.solve_triangular(chol[None], r[..., None], upper=False)[..., 0]
-        logp = logw - 0.5 * (sol * sol).sum(-1) - torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1) \
-            - 0.5 * d * math.log(2 * math.pi)
+        maha = torch.einsum("nkd,kde,nke->nk", r, prec, r)
+        logp = logw - 0.5 * maha - 0.5 * logdet - 0.5 * d * math.log(2 * math.pi)
         resp = torch.softmax(logp, dim=1)  # (N, K)
         nk = resp.sum(0) + 1e-12
         mu = (resp.T @ x) / nk[:, None]
