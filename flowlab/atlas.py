@@ -592,6 +592,10 @@ def _verify_hunyuan() -> list[Measurement]:
     out.append(Measurement("hunyuan3d2", "hy3dgen sigmas == flowlab.schedules.hunyuan_compat(N)", worst_sched, 0.0))
     out.append(Measurement("hunyuan3d2", "hy3dgen step loop == flowlab.sample(REVERSED) on hunyuan_compat",
                            worst_traj, 1e-6))
+    last = fx["cases"][-1]
+    out.append(Measurement("hunyuan3d2", f"wasted last step: after {last['num_inference_steps']} calls the state is the "
+                           f"state after {last['num_inference_steps'] - 1}",
+                           _maxdiff(torch.tensor(last["states"][-1]), torch.tensor(last["states"][-2])), 0.0))
     out.append(Measurement("hunyuan3d2", "hy3dgen scale_noise == CONVENTIONAL.interpolate (trap 3)",
                            _maxdiff(mixed, conv), 1e-6))
     return out

@@ -34,6 +34,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
 import sympy as sp
 import torch
 from torch import Tensor
@@ -276,6 +277,19 @@ def _derive(t_noise: float, t_data: float) -> tuple[Convention, str, str, str, s
     return conv, S._format_combination(v_target), show(data_formula), show(noise_formula), match
 
 
+def _derive_ve() -> tuple[str, str, str]:
+    """SymPy: the variance-exploding path ``x = D + sigma E``; ``dx/dsigma = E`` and the jump to 0 is ``D``."""
+    sigma = sp.Symbol("sigma", positive=True)
+    path = S.D + T * S.E
+    v_target = sp.diff(path, T)
+    data_formula = S.jump_to(0, T)
+    on_path = data_formula.subs({S.X: path, S.V: v_target})
+    if not S.vanishes(on_path - S.D):
+        raise FlowlabError("internal: the VE jump to sigma = 0 did not reduce to D")  # pragma: no cover
+    return (f"{S._format_combination(v_target)} (the noise epsilon)", S.format_prediction(data_formula.subs(T, sigma)),
+            "v (the output itself)")
+
+
 def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], anchor: Sequence[float] | None,
              num_train_timesteps: int | None, order: int) -> Inspection:
     n = len(coeffs)
@@ -310,8 +324,11 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
         notes.append("no step moves the sample (every dt = 0)")
         return Inspection(source=source, n_calls=n, steps=tuple(coeffs), affine=True, euler=True,
                           noop_steps=noop, effective_steps=0, findings=tuple(notes))
-    direction = "decreasing" if total < 0 else "increasing"
-    against = [c.i for c in coeffs if c.b * total < 0 and abs(c.b) > 1e-9]
+    # the direction most moving steps take (a single step backwards must not flip the verdict)
+    n_up, n_down = int((moving > 0).sum()), int((moving < 0).sum())
+    sign = 1.0 if n_up > n_down else -1.0 if n_down > n_up else math.copysign(1.0, float(moving[0]))
+    direction = "decreasing" if sign < 0 else "increasing"
+    against = [c.i for c in coeffs if c.b * sign < 0 and abs(c.b) > 1e-9]
     if against:
         notes.append(f"steps {against} go against the direction of time (dt has the wrong sign): a schedule padded "
                      "with the wrong endpoint")
@@ -342,10 +359,11 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
         u = (times - t_end) / (t_start - t_end)
         keep = torch.cat([torch.ones(1, dtype=torch.bool), (u[1:] - u[:-1]).abs() > 1e-9])
         u = u[keep]  # distinct noise levels, 1 -> 0
-        s_all, r_all = _fit_shift(u)
+        # a 1-parameter fit needs 4 distinct levels to say anything (3 are always "uniform" for some s)
+        s_all, r_all = _fit_shift(u) if u.numel() >= 4 else (None, math.inf)
         if r_all <= 1e-4:
             shift = s_all
-        elif u.numel() >= 4:
+        elif u.numel() >= 5:
             s_in, r_in = _fit_shift(u[:-1])
             if r_in <= 1e-4:
                 shift = s_in
@@ -369,7 +387,13 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
                      + (" (the Hunyuan3D-2 wasted last step)" if i == n - 1 and direction == "increasing" else ""))
 
     conv_name = model_output = data_pred = noise_pred = None
-    if t_start is not None and abs(t_start - t_end) > 1e-6:
+    if t_start is not None and abs(t_end) <= 1e-9 and t_start > 1 + 1e-6:
+        model_output, data_pred, noise_pred = _derive_ve()
+        conv_name = "variance exploding, x = D + sigma E (k-diffusion / EDM / EulerDiscreteScheduler)"
+        notes.append(f"time runs {t_start:.5g} -> 0 (> 1 at the start): a variance-exploding path, so the model output "
+                     "is the noise epsilon = dx/dsigma; inputs are usually rescaled by 1 / sqrt(sigma^2 + 1) "
+                     "(scale_model_input), which this probe does not see")
+    elif t_start is not None and abs(t_start - t_end) > 1e-6:
         if {round(t_start, 6), round(t_end, 6)} != {0.0, 1.0}:
             notes.append(f"time runs {t_start:.5g} -> {t_end:.5g}: predictions assume the straight path between "
                          "these endpoints")
@@ -411,7 +435,7 @@ def inspect_scheduler(scheduler: object, num_inference_steps: int | None = 10, *
     sched = copy.deepcopy(scheduler)
     kwargs: dict = {}
     if sigmas is not None:
-        kwargs["sigmas"] = [float(v) for v in sigmas]
+        kwargs["sigmas"] = np.asarray([float(v) for v in sigmas], dtype=np.float64)  # as pipelines pass them
     elif num_inference_steps is not None:
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise FlowlabError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
@@ -459,7 +483,7 @@ def inspect_step(step: Callable[[Tensor, Tensor, Tensor], object], timesteps: Se
     ts = [float(t) for t in (timesteps.tolist() if isinstance(timesteps, Tensor) else timesteps)]
     if not ts:
         raise FlowlabError("timesteps is empty; pass the timesteps the step function is called with, in order")
-    coeffs, findings = _probe(lambda v, t, x: step(v, torch.tensor(t), x), ts, None, dtype, seed)
+    coeffs, findings = _probe(lambda v, t, x: step(v, torch.tensor(t, dtype=torch.float64), x), ts, None, dtype, seed)
     return _analyse(source or getattr(step, "__name__", type(step).__name__), coeffs, findings,
                     list(times) if times is not None else None, None, 1)
 
@@ -492,7 +516,10 @@ def schedule_step(schedule: Tensor) -> tuple[Callable[[Tensor, Tensor, Tensor], 
         raise FlowlabError("schedule_step needs distinct step start times to look steps up by timestep")
 
     def step(model_output: Tensor, timestep: Tensor, sample: Tensor) -> Tensor:
-        i = starts.index(float(timestep))
+        gaps = [abs(s - float(timestep)) for s in starts]
+        i = gaps.index(min(gaps))
+        if gaps[i] > 1e-6 * max(1.0, abs(float(timestep))):
+            raise FlowlabError(f"timestep {float(timestep)!r} is not a step of this schedule")
         return euler_step(sample, model_output, schedule[i].to(sample.dtype), schedule[i + 1].to(sample.dtype))
 
     return step, starts
