@@ -138,14 +138,23 @@ class GaussianMixture:
                              torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))[0].logsumexp(-1)
 
     def _log_lik(self, x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Per component: ``log w_k + log N(x; a mu_k, a^2 S_k + b^2 I)`` ``(B, K)``; also ``y`` (residual in
-        each eigenbasis, ``(B, K, dim)``), ``c`` (``C_k`` eigenvalues ``(B, K, dim)``) and the eigvals."""
+        """Per component: ``log w_k + log N(x; a mu_k, a^2 S_k + b^2 I)`` ``(B, K)``; also ``y`` (residual
+        ``x - a mu_k`` in each eigenbasis, ``(B, K, dim)``), ``c`` (eigenvalues of ``C_k``: ``(B, K, dim)``, or
+        ``(B, K, 1)`` for isotropic mixtures) and the matching eigenvalues of ``S_k``. ``a, b``: ``(B,)`` or ``(1,)``."""
         mu, logw, lam, vecs = self._params(x.dtype, x.device)
+        if self.isotropic:
+            lam = lam[:, :1]  # (K, 1): one variance per component
         a2, b2 = (a * a)[:, None, None], (b * b)[:, None, None]
         r = x[:, None, :] - a[:, None, None] * mu[None]  # (B, K, dim)
         y = r if self.isotropic else torch.einsum("bkd,kde->bke", r, vecs)
-        c = a2 * lam[None] + b2  # (B, K, dim)
-        logp = logw[None] - 0.5 * (y * y / c).sum(-1) - 0.5 * c.log().sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+        c = a2 * lam[None] + b2  # (B, K, dim) or (B, K, 1); B may be 1 for a shared time
+        if self.isotropic:
+            quad = (y * y).sum(-1) / c[..., 0]
+            logdet = self.dim * c[..., 0].log()
+        else:
+            quad = (y * y / c).sum(-1)
+            logdet = c.log().sum(-1)
+        logp = logw[None] - 0.5 * quad - 0.5 * logdet - 0.5 * self.dim * math.log(2 * math.pi)
         return logp, y, c, lam
 
     def _check_x(self, x: Tensor) -> None:
@@ -159,10 +168,12 @@ class GaussianMixture:
         else:  # a Python number: no float32 round trip for float64 x
             tt = torch.as_tensor(t, dtype=work, device=x.device)
         if tt.ndim == 0:
-            tt = tt.expand(x.shape[0])
-        if tt.shape != (x.shape[0],):
+            tt = tt.reshape(1)
+        elif tt.shape != (x.shape[0],):
             raise FlowlabError(f"t must be a scalar or shape ({x.shape[0]},), got {tuple(tt.shape)}")
-        return conv.coefficients(tt)
+        elif tt.shape[0] > 1 and tt.stride(0) == 0:
+            tt = tt[:1]  # one time expanded over the batch (what the sampler passes): compute it once
+        return conv.coefficients(tt)  # each (B,) or (1,), broadcasting against the batch
 
     def marginal_log_prob(self, x: Tensor, t: Tensor | float, convention: Convention | str) -> Tensor:
         """``(B,)`` ``log p_t(x)`` of the path's marginal at time ``t`` (scalar or ``(B,)``) in ``convention``."""
@@ -185,14 +196,15 @@ class GaussianMixture:
         logp, y, c, lam = self._log_lik(x, a, b)
         p = torch.softmax(logp, dim=-1)  # (B, K)
         mu, _, _, vecs = self._params(x.dtype, x.device)
+        if self.isotropic:  # per-component scalars: one weighted sum over components each
+            wd = p * (a[:, None] * lam[None, :, 0] / c[..., 0])  # p_k a s_k^2 / c_k
+            we = p * (b[:, None] / c[..., 0])  # p_k b / c_k
+            return p @ mu + torch.einsum("bk,bkd->bd", wd, y), torch.einsum("bk,bkd->bd", we, y)
         gd = a[:, None, None] * lam[None] / c * y  # a S C^{-1} r, eigen coordinates
         ge = b[:, None, None] / c * y  # b C^{-1} r
-        if not self.isotropic:
-            gd = torch.einsum("kde,bke->bkd", vecs, gd)
-            ge = torch.einsum("kde,bke->bkd", vecs, ge)
-        d_hat = p @ mu + (p[:, :, None] * gd).sum(1)
-        e_hat = (p[:, :, None] * ge).sum(1)
-        return d_hat, e_hat
+        gd = torch.einsum("kde,bke->bkd", vecs, gd)
+        ge = torch.einsum("kde,bke->bkd", vecs, ge)
+        return p @ mu + (p[:, :, None] * gd).sum(1), (p[:, :, None] * ge).sum(1)
 
     def velocity(self, x: Tensor, t: Tensor | float, convention: Convention | str) -> Tensor:
         """Exact marginal velocity ``a' E[D | x] + b' E[E | x]``: ``x: (B, dim)``, ``t`` scalar or ``(B,)`` in
