@@ -320,3 +320,29 @@ def test_bad_scalars():
         sample(lambda x, t: 0, noise(4), S.uniform(3, REVERSED), REVERSED)
     with pytest.raises(FlowlabError, match="unknown convention"):
         sample(Gaussian(REVERSED), noise(4), S.uniform(3, REVERSED), "upside-down")
+
+
+@pytest.mark.parametrize("kind", ["compat", "turbo"])
+def test_bitwise_parity_with_hy3dgen_scheduler_fp16(kind):
+    """Runs only where hy3dgen is importable (e.g. its own venv): same fp16 states as its scheduler loop."""
+    import numpy as np
+
+    sm = pytest.importorskip("hy3dgen.shapegen.schedulers")
+
+    def model(x, t):
+        return (torch.sin(3 * x.float() + t.float()[:, None, None]) * 2.3 - x.float()).to(x.dtype)
+
+    n = 12
+    if kind == "compat":
+        ref = sm.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)
+        ref.set_timesteps(sigmas=np.linspace(0, 1, n))
+        ts, sig = S.hunyuan_compat(n), ref.sigmas
+    else:
+        ref = sm.ConsistencyFlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, pcm_timesteps=100)
+        ref.set_timesteps(n)
+        ts, sig = S.hunyuan_turbo(n, dtype=torch.float64), ref.sigmas_
+    x0 = torch.randn(2, 64, 8, generator=torch.Generator().manual_seed(0)).half()
+    x = x0.clone()
+    for i, t in enumerate(ref.timesteps):
+        x = ref.step(model(x, sig[i].expand(x.shape[0])), t, x).prev_sample
+    assert torch.equal(sample(model, x0, ts, REVERSED), x)
