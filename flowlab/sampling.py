@@ -108,8 +108,11 @@ def sample(
             steps (``t_next == t``, Hunyuan3D-2's last step) are allowed: they cost a call and move nothing.
         convention: a :class:`Convention` or its name (``"conventional"``, ``"reversed"``, ...).
         method: ``"euler"``, ``"heun"`` or ``"midpoint"`` (see :data:`METHODS`). Heun evaluates the model at
-            ``t_next``; its last step (into ``t_data``) is an Euler step, which keeps 2nd order and never
-            asks the model for the velocity at the data endpoint.
+            ``t_next``; the final step of the schedule is an Euler step (as in EDM / k-diffusion), which keeps
+            2nd order and, for a schedule without no-op steps, never asks the model for the velocity at the
+            data endpoint. (With :func:`flowlab.schedules.hunyuan_compat` the final step is the no-op
+            ``1 -> 1``, so the step before it is a full Heun step that evaluates the model at ``t = 1``;
+            velocity models are defined there.) Midpoint never evaluates at ``t_data``.
         callback: called once per step with a :class:`StepInfo` (x, t, v and the data / noise predictions by
             the convention's derived formulas).
         churn: stochastic re-noising ``gamma >= 0``. Before step ``i >= 1`` (``t -> t_next``, ``dt = t_next - t``)
