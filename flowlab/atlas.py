@@ -37,7 +37,7 @@ from .errors import FlowlabError
 
 __all__ = [
     "PINS", "NO_DEPS", "require", "load_k_diffusion_sampling", "ProbeNet", "probe_network",
-    "Card", "CARDS", "card", "Measurement", "verify", "verify_all",
+    "Card", "CARDS", "card", "Measurement", "verify", "verify_all", "atlas_table", "load_scheduler_fixture",
     "diffusers_pred_x0", "diffusers_terminal_sigma", "sd3_shift",
     "ddim_flow_time", "ddim_to_flow", "ddim_flow_velocity",
 ]
@@ -212,7 +212,7 @@ CARDS: tuple[Card, ...] = (
         time="sigma runs 1 -> 0 (timesteps = 1000 sigma); shift s: sigma' = s sigma / (1 + (s - 1) sigma); "
              "dynamic shifting: s = exp(mu)",
         interpolant="x = (1 - sigma) D + sigma E", network_output="v = E - D",
-        data_prediction="x - sigma v (step() does not return it: diffusers #10606; flowlab.atlas.diffusers_pred_x0)",
+        data_prediction="x - sigma v; step() does not return it (diffusers #10606): use flowlab.atlas.diffusers_pred_x0",
         noise_prediction="x + (1 - sigma) v", guidance=_CFG_G,
         traps=("default set_timesteps shifts the terminal sigma twice (diffusers #13243): shift 3 -> last nonzero "
                "sigma 0.00893 instead of 0.00299",
@@ -232,8 +232,8 @@ CARDS: tuple[Card, ...] = (
         time="t runs 0 -> 1 (X0 = noise at t = 0, X1 = data at t = 1)",
         interpolant="x_t = alpha_t X1 + sigma_t X0; CondOT: t X1 + (1 - t) X0",
         network_output="dx_t = alpha_t' X1 + sigma_t' X0; CondOT: X1 - X0",
-        data_prediction="velocity_to_target: CondOT x + (1 - t) v",
-        noise_prediction="velocity_to_epsilon: CondOT x - t v", guidance=_CFG_W,
+        data_prediction="CondOT: x + (1 - t) v; velocity_to_target in general",
+        noise_prediction="CondOT: x - t v; velocity_to_epsilon in general", guidance=_CFG_W,
         traps=("its sigma_t is the NOISE coefficient of the path, not a time (diffusers' sigma is a time)",
                "its x_0 is the noise sample and x_1 the data: the opposite of DDPM naming")),
     Card(
@@ -241,8 +241,8 @@ CARDS: tuple[Card, ...] = (
         pip=f"torchcfm=={PINS['torchcfm']} (--no-deps), POT=={PINS['POT']}", convention="reversed",
         time="t runs 0 -> 1 (x0 = source noise, x1 = data)",
         interpolant="x_t = t x1 + (1 - t) x0 + sigma eps (sigma = 0: the straight path)",
-        network_output="u_t = x1 - x0", data_prediction="not provided; x + (1 - t) v",
-        noise_prediction="not provided; x - t v", guidance="none in the library; use " + _CFG_G,
+        network_output="u_t = x1 - x0", data_prediction="x + (1 - t) v; not provided by the library",
+        noise_prediction="x - t v; not provided by the library", guidance="none in the library; " + _CFG_G,
         traps=("its sigma is a small constant noise width, not a time",
                "x0 / x1 are source / target: x0 is the NOISE, as in flow_matching")),
     Card(
@@ -251,7 +251,7 @@ CARDS: tuple[Card, ...] = (
         time="sigma runs sigma_max -> 0 (VE: x = D + sigma E); with a flow model: sigma runs 1 -> 0",
         interpolant="VE x = D + sigma E; a flow model's x = (1 - sigma) D + sigma E plugs in unchanged",
         network_output="a denoiser D(x, sigma); a flow model becomes D = x - sigma v",
-        data_prediction="D(x, sigma) itself", noise_prediction="(x - D) / sigma", guidance=_CFG_G,
+        data_prediction="D(x, sigma) itself; = x - sigma v for a wrapped flow model", noise_prediction="(x - D) / sigma", guidance=_CFG_G,
         traps=("to_d(x, sigma, D) = (x - D) / sigma = v: the wrapper makes Karras Euler equal flow-matching Euler",
                "sample_heun's last step into sigma = 0 is Euler (as in diffusers and flowlab)",
                "its sampling module imports fine, its package __init__ needs torchvision")),
@@ -262,7 +262,7 @@ CARDS: tuple[Card, ...] = (
              "runs ~1 -> 0",
         interpolant="x = sqrt(abar) D + sqrt(1 - abar) E; x_f = x / (sqrt(abar) + sqrt(1 - abar)) = (1 - s) D + s E",
         network_output="epsilon (the noise E); flow velocity v = E - D = eps - (x - sqrt(1 - abar) eps) / sqrt(abar)",
-        data_prediction="(x - sqrt(1 - abar) eps) / sqrt(abar) (pred_original_sample)",
+        data_prediction="(x - sqrt(1 - abar) eps) / sqrt(abar); its pred_original_sample",
         noise_prediction="eps", guidance=_CFG_G,
         traps=("DDIM (eta = 0) is exactly an Euler step of the reparametrised straight flow (Gao et al. 2024)",
                "clip_sample=True (the default) clips the data prediction to [-1, 1] and breaks the equivalence",
@@ -272,8 +272,8 @@ CARDS: tuple[Card, ...] = (
         pip="hy3dgen==2.0.2 (fixtures only: tests/data/schedulers)", convention="reversed",
         time="t runs 0 -> 1 (pipeline: sigmas = linspace(0, 1, N); scheduler appends 1.0)",
         interpolant="x = t D + (1 - t) E", network_output="v = D - E",
-        data_prediction="x + (1 - t) v (pred_x1; Hunyuan3D-2 #124 mistakes x - t v for it)",
-        noise_prediction="x - t v (Hunyuan's 'pred_x0' is the NOISE)", guidance=_CFG_G,
+        data_prediction="x + (1 - t) v (pred_x1); Hunyuan3D-2 #124 mistakes x - t v for it",
+        noise_prediction="x - t v; Hunyuan's 'pred_x0' is the NOISE", guidance=_CFG_G,
         traps=("wasted last step: N model calls, the last goes t = 1.0 -> 1.0 (dt = 0), N - 1 effective steps",
                "scale_noise kept from diffusers mixes sigma E + (1 - sigma) D: the conventional direction",
                "the class name and sigma_min / sigma_max say the opposite of what the scheduler does",
@@ -625,6 +625,26 @@ def verify_all() -> list[Measurement]:
     for c in CARDS:
         rows.extend(verify(c.key))
     return rows
+
+
+def atlas_table(measurements: list[Measurement]) -> str:
+    """One markdown table of all cards, each row with the number of its executed checks that passed.
+
+    Prints tolerances, never the measured floats (those differ in the last bits between machines).
+    """
+    head = ("| card | convention | time | network output | data prediction | CFG scale | checks |\n"
+            "|---|---|---|---|---|---|---|")
+    lines = [head]
+    for c in CARDS:
+        rows = [m for m in measurements if m.card == c.key]
+        ok = sum(m.passed for m in rows)
+        tol = max((m.tol for m in rows), default=float("nan"))
+        status = f"{ok}/{len(rows)} pass, max error <= {tol:.0e}" if rows else "not run"
+        time_short = c.time.split(";")[0].split(" (")[0]
+        cfg = "w = g - 1 (0 = none)" if c.guidance == _CFG_W else "g (1 = none)"
+        lines.append(f"| {c.system} | {c.convention} | {time_short} | {c.network_output} | "
+                     f"{c.data_prediction.split('; ')[0]} | {cfg} | {status} |")
+    return "\n".join(lines)
 
 
 # ---- fixtures ----------------------------------------------------------------------------------------
