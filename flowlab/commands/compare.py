@@ -1,13 +1,17 @@
 """``flowlab compare``: sample one toy in both conventions from the same noise and compare.
 
-Runs the conventional sampler (``sigma``: 1 -> 0) on the conventional exact velocity and the reversed
-sampler (``t``: 0 -> 1) on the reversed exact velocity, each with its own schedule, from the same noise.
+Runs the conventional sampler (sigma: 1 -> 0) on the conventional exact velocity and the reversed
+sampler (t: 0 -> 1) on the reversed exact velocity, each with its own schedule, from the same noise.
 Reports the max absolute difference of the final samples (float round-off only: the two trajectories
-are the same points under ``t = 1 - sigma``; in float32 the max is set by the few samples that start
-near a boundary between modes, where round-off decides the side, so the median is printed too), the same for the reversed sampler on ``flip`` of the
-conventional model, and for each convention the sliced W2 and energy distance to fresh ground-truth
-samples, next to the floor between two ground-truth sets. The model is the one ``flowlab sample`` uses
-(exact GMM velocity; EM-fitted mixture for non-GMM toys).
+are the same points under t = 1 - sigma; in float32 the max is set by the few samples that start near a
+boundary between modes, where round-off decides the side, so the median is printed too), the same for
+the reversed sampler on flip(conventional model), and for each convention the sliced W2 and energy
+distance to fresh ground-truth samples, next to the floor between two ground-truth sets. The model is
+the one `flowlab sample` uses (exact GMM velocity; an EM-fitted mixture for non-GMM toys).
+
+JSON keys: dist, dim, n, steps, method, shift, device, dtype, seed, model, max_abs_diff, median_abs_diff,
+max_abs_diff_flipped_model, conventional {sliced_w2, energy_distance, seconds}, reversed {...},
+ground_truth_floor {sliced_w2, energy_distance}.
 """
 from __future__ import annotations
 
