@@ -70,6 +70,13 @@ def triton_available() -> bool:
     return True
 
 
+def _to_device(t: Tensor, device: torch.device) -> Tensor:
+    """Host -> device without a host sync (pinned memory, asynchronous copy); other moves as ``.to``."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.contiguous().pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def _check_x(x: Tensor, dim: int, who: str) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim != 2 or x.shape[1] != dim:
         got = (x.dtype, tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__
@@ -160,7 +167,7 @@ def _gmm_euler_torch(x: Tensor, tab: MixtureTables) -> Tensor:
 
 
 def gmm_euler(gmm: GaussianMixture, x: Tensor, schedule: Tensor, convention: Convention | str, *,
-              backend: str = "auto", block: int = 256, num_warps: int = 4, check_schedule: bool = True) -> Tensor:
+              backend: str = "auto", block: int = 512, num_warps: int = 4, check_schedule: bool = True) -> Tensor:
     """Euler trajectory under the exact velocity of an isotropic mixture; returns ``x`` at ``schedule[-1]``.
 
     The same result as ``sample(gmm.velocity_model(convention), x, schedule, convention)`` (up to round-off).
@@ -188,7 +195,9 @@ def gmm_euler(gmm: GaussianMixture, x: Tensor, schedule: Tensor, convention: Con
     tab64 = mixture_tables(gmm, _schedule(schedule, conv, check_schedule), conv)
     if backend == "torch":
         work = torch.promote_types(x.dtype, torch.float32)
-        return _gmm_euler_torch(x.to(work), tab64.to(x.device, work)).to(x.dtype)
+        tab = MixtureTables(*(_to_device(getattr(tab64, f).to(work), x.device)
+                              for f in ("lw", "q", "c", "ctr", "m", "dt")))
+        return _gmm_euler_torch(x.to(work), tab).to(x.dtype)
     from ._triton import gmm_euler_triton
 
     return gmm_euler_triton(x, tab64, block=block, num_warps=num_warps)
@@ -251,7 +260,7 @@ def mlp_tables(model: VelocityMLP | Flipped, schedule: Tensor, convention: Conve
     dim = net.config.dim
     cdt = PRECISIONS[precision]
     with torch.no_grad():
-        ts = schedule.detach().to(p.device)
+        ts = _to_device(schedule.detach(), p.device)
         t_model = (1 - ts[:-1]) if flipped else ts[:-1]
         emb = time_embedding(t_model.to(p.dtype), net.config.time_dim)  # (S, time_dim)
         bias1 = torch.addmm(first.bias, emb, first.weight[:, dim:].T)  # (S, H)
@@ -287,7 +296,7 @@ def _mlp_euler_chunks(x: Tensor, out: Tensor, tab: MLPTables, chunk: int) -> Non
 
 def mlp_euler(model: VelocityMLP | Flipped, x: Tensor, schedule: Tensor, convention: Convention | str, *,
               precision: str = "fp16", backend: str = "auto", chunk: int = 65536, block: int = 128,
-              num_warps: int = 8, num_stages: int = 1, check_schedule: bool = True) -> Tensor:
+              num_warps: int = 8, num_stages: int = 1, variant: str = "split", check_schedule: bool = True) -> Tensor:
     """Euler trajectory of a :class:`~flowlab.models.VelocityMLP`; returns ``x`` at ``schedule[-1]``.
 
     The same result as ``sample(model, x, schedule, convention)`` up to the matmul precision.
@@ -303,6 +312,7 @@ def mlp_euler(model: VelocityMLP | Flipped, x: Tensor, schedule: Tensor, convent
             CUDA graph per call: reuse a :class:`GraphedMLPEuler` to pay that once), ``"triton"``.
         chunk: particles per chunk for ``torch`` / ``graph``.
         block, num_warps, num_stages: Triton launch shape.
+        variant: Triton kernel, ``"split"`` (activations in two halves, (H/2, H/2) products) or ``"full"``.
         check_schedule: validate the schedule first (one host sync, before any work).
 
     Returns ``(B, dim)`` in ``x``'s dtype and device.
@@ -330,7 +340,8 @@ def mlp_euler(model: VelocityMLP | Flipped, x: Tensor, schedule: Tensor, convent
         if backend == "triton":
             from ._triton import mlp_euler_triton
 
-            out = mlp_euler_triton(x32, tab, block=block, num_warps=num_warps, num_stages=num_stages)
+            out = mlp_euler_triton(x32, tab, block=block, num_warps=num_warps, num_stages=num_stages,
+                                   variant=variant)
         else:
             out = torch.empty_like(x32)
             _mlp_euler_chunks(x32, out, tab, chunk)

@@ -60,12 +60,105 @@ def _gmm_euler_kernel(x_ptr, out_ptr, tab_ptr, dt_ptr, n, n_steps,
     tl.store(out_ptr + offs, x.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def gmm_euler_triton(x: Tensor, tab64: "MixtureTables", *, block: int = 256, num_warps: int = 4) -> Tensor:  # noqa: F821
-    """Launch :func:`_gmm_euler_kernel`: ``x: (B, D)`` on CUDA, tables in float64 (packed here, fp32)."""
+@triton.jit
+def _gmm_euler_small_kernel(x_ptr, out_ptr, tab_ptr, dt_ptr, n, n_steps,
+                            D: tl.constexpr, K: tl.constexpr, BLOCK: tl.constexpr):
+    # dim <= 3, components unrolled: every particle's state and sums are scalars in registers of its
+    # thread (no cross-thread reductions). One step's table row: per component k, 9 floats
+    # lw2, q2, c, ctr0, ctr1, ctr2, m0, m1, m2 (log2 units for lw2, q2; unused dims are 0).
+    ROW: tl.constexpr = 9 * K
+    pid = tl.program_id(0)
+    rows = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = rows < n
+    base = rows.to(tl.int64) * D
+    x0 = tl.load(x_ptr + base, mask=mask, other=0.0).to(tl.float32)
+    x1 = tl.zeros([BLOCK], dtype=tl.float32)
+    x2 = tl.zeros([BLOCK], dtype=tl.float32)
+    if D > 1:
+        x1 = tl.load(x_ptr + base + 1, mask=mask, other=0.0).to(tl.float32)
+    if D > 2:
+        x2 = tl.load(x_ptr + base + 2, mask=mask, other=0.0).to(tl.float32)
+    for i in range(n_steps):
+        row = tab_ptr + i * ROW
+        mx = tl.full([BLOCK], -3.0e38, dtype=tl.float32)
+        for k in tl.static_range(K):  # pass 1: the largest logit, for a safe exp2
+            r = x0 - tl.load(row + 9 * k + 3)
+            d2 = r * r
+            if D > 1:
+                r = x1 - tl.load(row + 9 * k + 4)
+                d2 += r * r
+            if D > 2:
+                r = x2 - tl.load(row + 9 * k + 5)
+                d2 += r * r
+            mx = tl.maximum(mx, tl.load(row + 9 * k) + tl.load(row + 9 * k + 1) * d2)
+        den = tl.zeros([BLOCK], dtype=tl.float32)
+        pc = tl.zeros([BLOCK], dtype=tl.float32)
+        pm0 = tl.zeros([BLOCK], dtype=tl.float32)
+        pm1 = tl.zeros([BLOCK], dtype=tl.float32)
+        pm2 = tl.zeros([BLOCK], dtype=tl.float32)
+        for k in tl.static_range(K):  # pass 2: weights and the weighted velocity terms
+            r = x0 - tl.load(row + 9 * k + 3)
+            d2 = r * r
+            if D > 1:
+                r = x1 - tl.load(row + 9 * k + 4)
+                d2 += r * r
+            if D > 2:
+                r = x2 - tl.load(row + 9 * k + 5)
+                d2 += r * r
+            e = tl.exp2(tl.load(row + 9 * k) + tl.load(row + 9 * k + 1) * d2 - mx)
+            den += e
+            pc += e * tl.load(row + 9 * k + 2)
+            pm0 += e * tl.load(row + 9 * k + 6)
+            if D > 1:
+                pm1 += e * tl.load(row + 9 * k + 7)
+            if D > 2:
+                pm2 += e * tl.load(row + 9 * k + 8)
+        s = tl.load(dt_ptr + i) / den
+        x0 = x0 + s * (pc * x0 + pm0)
+        x1 = x1 + s * (pc * x1 + pm1)
+        x2 = x2 + s * (pc * x2 + pm2)
+    ty = out_ptr.dtype.element_ty
+    tl.store(out_ptr + base, x0.to(ty), mask=mask)
+    if D > 1:
+        tl.store(out_ptr + base + 1, x1.to(ty), mask=mask)
+    if D > 2:
+        tl.store(out_ptr + base + 2, x2.to(ty), mask=mask)
+
+
+def _pinned_to(t: Tensor, device: torch.device) -> Tensor:
+    """Host -> device without a host sync (through pinned memory, asynchronous copy)."""
+    t = t.contiguous()
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def gmm_euler_triton(x: Tensor, tab64: "MixtureTables", *, block: int = 512,  # noqa: F821
+                     num_warps: int = 4) -> Tensor:
+    """Launch the mixture kernel on ``x: (B, D)`` (CUDA), tables in float64 (packed here, fp32).
+
+    ``dim <= 3``: :func:`_gmm_euler_small_kernel` (components unrolled, K <= 64); else the general
+    :func:`_gmm_euler_kernel` (dim <= 8).
+    """
     n, dim = x.shape
     s, k = tab64.lw.shape
+    xc = x.contiguous()
+    out = torch.empty_like(xc)
+    dt = _pinned_to(tab64.dt.to(torch.float32), x.device)
+    if dim <= 3 and k <= 64:
+        packed = torch.zeros(s, k, 9, dtype=torch.float64)
+        packed[:, :, 0] = tab64.lw * LOG2E
+        packed[:, :, 1] = tab64.q * LOG2E
+        packed[:, :, 2] = tab64.c
+        packed[:, :, 3:3 + dim] = tab64.ctr
+        packed[:, :, 6:6 + dim] = tab64.m
+        packed = _pinned_to(packed.to(torch.float32), x.device)
+        with _on(x):
+            _gmm_euler_small_kernel[(triton.cdiv(n, block),)](xc, out, packed, dt, n, s, D=dim, K=k, BLOCK=block,
+                                                              num_warps=num_warps)
+        return out
     if k > 64 or dim > 8:
-        raise FlowlabError(f"gmm_euler: the Triton kernel holds K <= 64 components in dim <= 8, got K = {k}, "
+        raise FlowlabError(f"gmm_euler: the Triton kernels hold K <= 64 components in dim <= 8, got K = {k}, "
                            f"dim = {dim}; use backend='torch'")
     kp, dp = max(2, _pow2(k)), max(2, _pow2(dim))
     lw = torch.full((s, kp), -1e30, dtype=torch.float64)
@@ -79,13 +172,11 @@ def gmm_euler_triton(x: Tensor, tab64: "MixtureTables", *, block: int = 256, num
     m = torch.zeros(s, kp, dp, dtype=torch.float64)
     m[:, :k, :dim] = tab64.m
     packed = torch.cat([lw, q, c, ctr.reshape(s, -1), m.reshape(s, -1)], dim=1)
-    packed = packed.to(device=x.device, dtype=torch.float32).contiguous()
-    dt = tab64.dt.to(device=x.device, dtype=torch.float32).contiguous()
-    xc = x.contiguous()
-    out = torch.empty_like(xc)
+    packed = _pinned_to(packed.to(torch.float32), x.device)
+    blk = min(block, 256)
     with _on(x):
-        _gmm_euler_kernel[(triton.cdiv(n, block),)](xc, out, packed, dt, n, s, D=dim, DP=dp, KP=kp, BLOCK=block,
-                                                    num_warps=num_warps)
+        _gmm_euler_kernel[(triton.cdiv(n, blk),)](xc, out, packed, dt, n, s, D=dim, DP=dp, KP=kp, BLOCK=blk,
+                                                  num_warps=num_warps)
     return out
 
 
@@ -124,13 +215,72 @@ def _mlp_euler_kernel(x_ptr, out_ptr, n, n_steps, w_step,
     tl.store(out_ptr + offs, x, mask=mask)
 
 
+@triton.jit
+def _silu_to(h, cdt: tl.constexpr):
+    return (h * tl.sigmoid(h)).to(cdt)
+
+
+@triton.jit
+def _mlp_euler_split_kernel(x_ptr, out_ptr, n, n_steps, w_step,
+                            b1_ptr, w1_ptr, wh_ptr, bh_ptr, wo_ptr, bo_ptr, dt_ptr,
+                            D: tl.constexpr, DO: tl.constexpr, H: tl.constexpr, NH: tl.constexpr,
+                            BM: tl.constexpr):
+    # Same computation as _mlp_euler_kernel with every activation kept as two halves (lo, hi) of H / 2
+    # columns: each hidden layer is four (BM, H/2) x (H/2, H/2) products, the output layer is D
+    # row reductions. Smaller tiles, no (H, H) operand in shared memory at once.
+    H2: tl.constexpr = H // 2
+    pid = tl.program_id(0)
+    rows = pid * BM + tl.arange(0, BM)
+    co = tl.arange(0, DO)
+    c2 = tl.arange(0, H2)
+    mask = (rows[:, None] < n) & (co[None, :] < D)
+    offs = rows.to(tl.int64)[:, None] * D + co[None, :]
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)  # (BM, DO), columns >= D stay 0
+    cdt = wh_ptr.dtype.element_ty
+    for i in range(n_steps):
+        h_lo = tl.zeros([BM, H2], dtype=tl.float32) + tl.load(b1_ptr + i * H + c2)[None, :]
+        h_hi = tl.zeros([BM, H2], dtype=tl.float32) + tl.load(b1_ptr + i * H + H2 + c2)[None, :]
+        for j in tl.static_range(D):
+            xj = tl.sum(tl.where(co[None, :] == j, x, 0.0), axis=1)[:, None]
+            h_lo += xj * tl.load(w1_ptr + j * H + c2)[None, :]
+            h_hi += xj * tl.load(w1_ptr + j * H + H2 + c2)[None, :]
+        wb = wh_ptr + i * w_step
+        for layer in tl.static_range(NH):
+            a_lo = _silu_to(h_lo, cdt)
+            a_hi = _silu_to(h_hi, cdt)
+            wl = wb + layer * H * H
+            lo = tl.dot(a_lo, tl.load(wl + c2[:, None] * H + c2[None, :]))
+            lo = tl.dot(a_hi, tl.load(wl + (H2 + c2)[:, None] * H + c2[None, :]), lo)
+            hi = tl.dot(a_lo, tl.load(wl + c2[:, None] * H + (H2 + c2)[None, :]))
+            hi = tl.dot(a_hi, tl.load(wl + (H2 + c2)[:, None] * H + (H2 + c2)[None, :]), hi)
+            h_lo = lo + tl.load(bh_ptr + layer * H + c2).to(tl.float32)[None, :]
+            h_hi = hi + tl.load(bh_ptr + layer * H + H2 + c2).to(tl.float32)[None, :]
+        s_lo = h_lo * tl.sigmoid(h_lo)
+        s_hi = h_hi * tl.sigmoid(h_hi)
+        v = tl.zeros([BM, DO], dtype=tl.float32)
+        for j in tl.static_range(D):
+            wo_lo = tl.load(wo_ptr + i * w_step + c2 * DO + j).to(tl.float32)
+            wo_hi = tl.load(wo_ptr + i * w_step + (H2 + c2) * DO + j).to(tl.float32)
+            vj = tl.sum(s_lo * wo_lo[None, :], axis=1) + tl.sum(s_hi * wo_hi[None, :], axis=1)
+            v += tl.where(co[None, :] == j, vj[:, None], 0.0)
+        v += tl.load(bo_ptr + co)[None, :]
+        x = x + tl.load(dt_ptr + i) * v
+    tl.store(out_ptr + offs, x, mask=mask)
+
+
 def mlp_euler_triton(x32: Tensor, tab: "MLPTables", *, block: int = 128, num_warps: int = 8,  # noqa: F821
-                     num_stages: int = 1) -> Tensor:
-    """Launch :func:`_mlp_euler_kernel` on ``x32: (B, D)`` fp32 (CUDA); returns fp32 ``(B, D)``."""
+                     num_stages: int = 1, variant: str = "split") -> Tensor:
+    """Launch an MLP trajectory kernel on ``x32: (B, D)`` fp32 (CUDA); returns fp32 ``(B, D)``.
+
+    ``variant``: ``"full"`` (:func:`_mlp_euler_kernel`, whole (H, H) products) or ``"split"``
+    (:func:`_mlp_euler_split_kernel`, activations in two halves).
+    """
+    if variant not in ("full", "split"):
+        raise FlowlabError(f"mlp_euler: unknown Triton variant {variant!r}; valid: 'full', 'split'")
     n, dim = x32.shape
     nh, hdim = tab.wh.shape[0], tab.bias1.shape[1]
-    if hdim < 16 or hdim > 512 or hdim & (hdim - 1) or nh < 1 or dim > 16:
-        raise FlowlabError(f"mlp_euler: the Triton kernel needs a hidden width that is a power of two in [16, 512], "
+    if hdim < 32 or hdim > 512 or hdim & (hdim - 1) or nh < 1 or dim > 16:
+        raise FlowlabError(f"mlp_euler: the Triton kernel needs a hidden width that is a power of two in [32, 512], "
                            f"depth >= 2 and dim <= 16; got width {hdim}, {nh} hidden products, dim {dim}; "
                            "use backend='graph' or 'torch'")
     if block < 16 or block & (block - 1):
@@ -142,8 +292,9 @@ def mlp_euler_triton(x32: Tensor, tab: "MLPTables", *, block: int = 128, num_war
     bo[:dim] = tab.bo.float()
     xc = x32.contiguous()
     out = torch.empty_like(xc)
+    kernel = _mlp_euler_kernel if variant == "full" else _mlp_euler_split_kernel
     with _on(x32):
-        _mlp_euler_kernel[(triton.cdiv(n, block),)](
+        kernel[(triton.cdiv(n, block),)](
             xc, out, n, tab.dt.shape[0], 0, tab.bias1, tab.w1x, tab.wh, tab.bh, wo, bo, tab.dt,
             D=dim, DO=do, H=hdim, NH=nh, BM=block, num_warps=num_warps, num_stages=num_stages)
     return out
