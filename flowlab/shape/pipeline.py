@@ -60,7 +60,8 @@ class DiTVelocity:
             ``w`` fed to the guidance embedding. ``None`` (or a negative value, as in the reference):
             no guidance, one conditional call.
         uncond: (B, L, C) unconditional tokens; zeros (the reference's) when None.
-        exact: round ``t`` as the reference does (:func:`reference_time`); else pass ``t`` cast to x's dtype.
+        exact: round ``t`` as the reference does (:func:`reference_time`); else pass ``t`` in float32, so
+            the time embedding sees the unrounded time (closer to the ODE, no longer bitwise the reference).
     """
 
     def __init__(self, dit: ShapeDiT, cond: Tensor, *, guidance: float | None = 5.0, uncond: Tensor | None = None,
@@ -82,7 +83,7 @@ class DiTVelocity:
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         """x: (B, N, 64) at reversed time t: (B,) -> v: (B, N, 64)."""
         self.calls += 1
-        t_in = reference_time(t, x.dtype) if self.exact else t.to(x.dtype)
+        t_in = reference_time(t, x.dtype) if self.exact else t.float()
         cond = self.cond.to(x.dtype)
         if self.cfg:
             v = self.dit(torch.cat([x, x]), torch.cat([t_in, t_in]), cond)

@@ -105,10 +105,11 @@ def decode_hierarchical(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, 
     """Coarse-to-fine logits on the same ``(R + 1)^3`` grid as :func:`decode_dense`.
 
     The coarsest level of :func:`octree_levels` is decoded densely. Each finer level (twice the
-    resolution, so every coarse point is also a fine point) evaluates the network only at fine
-    points next to coarse points near the surface (:func:`_near_surface`); elsewhere the fine
-    logits are the coarse ones upsampled trilinearly, which keep their sign away from the
-    surface. Near the surface the values equal the dense decode's exactly (same queries), so
+    resolution, so every coarse point is also a fine point and keeps its value) evaluates the
+    network only at the new fine points next to coarse points near the surface
+    (:func:`_near_surface`); elsewhere the fine logits are the coarse ones upsampled trilinearly,
+    which keep their sign away from the surface. Near the surface the values equal the dense
+    decode's (the same queries; coarse-grid points up to an ulp of their float32 coordinates), so
     marching cubes finds the same surface wherever the coarse level resolved it.
 
     tokens: (B, N, width). Returns (B, R + 1, R + 1, R + 1) float32.
@@ -125,7 +126,11 @@ def decode_hierarchical(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, 
         fine = F.interpolate(logits[:, None], size=(n, n, n), mode="trilinear", align_corners=True)[:, 0]
         # a fine point is near when any coarse point of its cell corner set is near
         near_f = F.interpolate(near[:, None].float(), size=(n, n, n), mode="trilinear", align_corners=True)[:, 0] > 0
-        mask = near_f.any(dim=0).reshape(-1)  # shared across the batch: one query set
+        # points of the coarse grid (even indices on every axis) are known already
+        even = torch.zeros(n, dtype=torch.bool, device=near_f.device)
+        even[::2] = True
+        coarse_pt = even[:, None, None] & even[None, :, None] & even[None, None, :]
+        mask = (near_f.any(dim=0) & ~coarse_pt).reshape(-1)  # shared across the batch: one query set
         flat = torch.nonzero(mask).squeeze(1)
         values = _query_chunks(geo, kv, axis, flat, chunk_size, progress)  # (B, P)
         fine = fine.reshape(fine.shape[0], -1)

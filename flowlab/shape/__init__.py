@@ -1,0 +1,28 @@
+"""Hunyuan3D-2's shape model (image -> 3D mesh) inside flowlab, driven in either timestep convention.
+
+Modules:
+
+* :mod:`~flowlab.shape.dit`: the DiT denoiser (all released variants; reversed convention, v = D - E);
+* :mod:`~flowlab.shape.vae`: the ShapeVAE decoder and its geometry (occupancy) decoder;
+* :mod:`~flowlab.shape.volume`: dense (chunked) and coarse-to-fine volume decoding;
+* :mod:`~flowlab.shape.mesh`: marching cubes with the reference's vertex mapping, mesh export;
+* :mod:`~flowlab.shape.conditioner`: image preprocessing and DINOv2 (transformers);
+* :mod:`~flowlab.shape.checkpoint`: official checkpoint folders, strict loading;
+* :mod:`~flowlab.shape.pipeline`: sampling through :func:`flowlab.sampling.sample`, decoding;
+* :mod:`~flowlab.shape.tiny`: small random-weight models for tests, notebooks and smoke runs.
+
+Write-up of the architecture and its quirks: notebooks/04_hunyuan3d2_shape_model.ipynb.
+"""
+from .dit import DIT_CONFIGS, DiTConfig, ShapeDiT, timestep_embedding
+from .mesh import Mesh, export_mesh, marching_cubes
+from .pipeline import DiTVelocity, ShapePipeline, load_pipeline, reference_time, shape_schedule
+from .vae import VAE_CONFIGS, ShapeVAE, VAEConfig
+from .volume import decode_dense, decode_hierarchical
+
+__all__ = [
+    "DIT_CONFIGS", "DiTConfig", "ShapeDiT", "timestep_embedding",
+    "VAE_CONFIGS", "VAEConfig", "ShapeVAE",
+    "decode_dense", "decode_hierarchical",
+    "Mesh", "marching_cubes", "export_mesh",
+    "DiTVelocity", "ShapePipeline", "load_pipeline", "reference_time", "shape_schedule",
+]
