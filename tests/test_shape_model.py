@@ -143,3 +143,24 @@ def test_full_size_dinov2_giant_from_the_released_config() -> None:
     assert {k: tuple(v.shape) for k, v in back.items()} == {k: tuple(v.shape) for k, v in own.items()}
     assert "main_image_encoder.model.encoder.layer.0.mlp.weights_in.weight" in v4
     assert tuple(v4["main_image_encoder.model.encoder.layer.0.mlp.weights_in.weight"].shape) == (8192, 1536)
+
+
+def test_multiview_views_get_their_view_embedding() -> None:
+    pytest.importorskip("transformers")
+    from PIL import Image
+
+    from flowlab.shape.conditioner import ImageConditioner, multiview_embedding
+    from flowlab.shape.tiny import TINY_ENCODER
+
+    pipe = tiny_pipeline(0, with_conditioner=True)
+    mv = ImageConditioner.from_config({"params": {"main_image_encoder": {**TINY_ENCODER, "type": "DinoImageEncoderMV"}}})
+    mv.load_state_dict(pipe.conditioner.state_dict())
+    pipe.conditioner = mv.eval()
+    img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    img.paste((90, 90, 200, 255), (8, 8, 24, 24))
+    single = pipe.conditioner.main_image_encoder(torch.zeros(1, 3, 8, 8))  # shape only
+    cond = pipe.encode_views({"back": img, "front": img})
+    assert cond.shape == (1, 2 * single.shape[1], 16)
+    front, back = cond[0, :1370], cond[0, 1370:]
+    emb = multiview_embedding(16, 4)
+    assert torch.allclose(back - front, (emb[2] - emb[0]).expand_as(front), atol=1e-5)

@@ -176,13 +176,16 @@ class ImageConditioner(nn.Module):
         """Rename Dinov2 keys of a checkpoint section to the installed transformers' names."""
         return convert_dinov2_keys(state, set(self.state_dict().keys()))
 
-    def forward(self, image: Tensor) -> Tensor:
+    def forward(self, image: Tensor, view_idxs: list[int] | None = None) -> Tensor:
+        """(B, 3, H, W) -> (B, L, C); multiview (B, V, 3, H, W) -> (B, V L, C) with view embeddings
+        of ``view_idxs`` (default 0..V-1)."""
         enc = self.main_image_encoder
         if self.view_num is None:
             return enc(image)
         b, v = image.shape[:2]
         hidden = enc(image.flatten(0, 1)).view(b, v, enc.num_tokens, -1)
-        hidden = hidden + multiview_embedding(enc.hidden_size, self.view_num)[:v, None].to(hidden)
+        idx = list(range(v)) if view_idxs is None else list(view_idxs)
+        hidden = hidden + multiview_embedding(enc.hidden_size, self.view_num)[idx][:, None].to(hidden)
         return hidden.reshape(b, v * enc.num_tokens, -1)
 
     def unconditional(self, batch: int) -> Tensor:

@@ -209,6 +209,26 @@ class ShapePipeline:
         pixels = image if isinstance(image, Tensor) else load_image(image, self.image_size, self.border_ratio)
         return self.load_conditioner()(pixels.to(self.device))
 
+    @torch.no_grad()
+    def encode_views(self, views: dict) -> Tensor:
+        """Multiview models (v2-mv): {'front' | 'left' | 'back' | 'right': image} -> cond tokens (1, V L, C).
+
+        Views are sorted front, left, back, right (view indices 0..3) as the reference does; each gets the
+        fixed sinusoidal view embedding of its index.
+        """
+        from .conditioner import load_image
+
+        order = ("front", "left", "back", "right")
+        unknown = sorted(set(views) - set(order))
+        if unknown or not views:
+            raise FlowlabError(f"views must be a non-empty mapping with keys among {', '.join(order)}; got {sorted(views)}")
+        cond_model = self.load_conditioner()
+        if getattr(cond_model, "view_num", None) is None:
+            raise FlowlabError("this model's conditioner is single-view; pass one image (encode_image)")
+        idx = [order.index(k) for k in order if k in views]
+        pixels = torch.stack([load_image(views[order[i]], self.image_size, self.border_ratio)[0] for i in idx])
+        return cond_model(pixels[None].to(self.device), view_idxs=idx)
+
     def check_embedding(self, cond: Tensor) -> Tensor:
         """Validate a precomputed (B, L, context_in_dim) embedding and move it to the pipeline."""
         want = self.dit.config.context_in_dim

@@ -112,6 +112,13 @@ def decode_hierarchical(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, 
     decode's (the same queries; coarse-grid points up to an ulp of their float32 coordinates), so
     marching cubes finds the same surface wherever the coarse level resolved it.
 
+    ``threshold`` is in logit units (0.95 suits the released VAE; a random-weight toy field may lie
+    entirely within it, and then every point is evaluated).
+
+    Not a port of hy3dgen 2.0.2's HierarchicalVolumeDecoding: that one computes the fine-level query
+    coordinates in an integer dtype, so every fine query lands on (-1, -1, -1) (checked with the
+    reference installed); its FlashVDM decoder is the one the release uses.
+
     tokens: (B, N, width). Returns (B, R + 1, R + 1, R + 1) float32.
     """
     levels = octree_levels(resolution, min_resolution)
