@@ -126,6 +126,9 @@ class Convention:
                 raise FlowlabError(
                     f"convention {self.name!r}: {label} = {got}, expected {want}: the path must be pure data "
                     "at t_data (alpha = 1, beta = 0) and pure noise at t_noise (alpha = 0, beta = 1)")
+        # torch functions of the coefficients, built once here so traced/compiled code never calls SymPy
+        for key, expr in (("a", self.alpha), ("b", self.beta), ("da", self.dalpha), ("db", self.dbeta)):
+            self._fns[key] = _torch_fn(expr)
         det = sp.simplify(self.alpha * sp.diff(self.beta, T) - sp.diff(self.alpha, T) * self.beta)
         lo, hi = sorted([float(n), float(d)])
         for k in range(1, 64):
@@ -168,9 +171,6 @@ class Convention:
 
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(alpha, beta, alpha', beta')`` evaluated at ``t`` (a tensor), each shaped like ``t``."""
-        if not self._fns:
-            for key, expr in (("a", self.alpha), ("b", self.beta), ("da", self.dalpha), ("db", self.dbeta)):
-                self._fns[key] = _torch_fn(expr)
         return self._fns["a"](t), self._fns["b"](t), self._fns["da"](t), self._fns["db"](t)
 
     def _coeffs_like(self, t: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

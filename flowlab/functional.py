@@ -39,7 +39,8 @@ __all__ = [
 
 def bcast(t: Tensor | float, x: Tensor) -> Tensor:
     """Return ``t`` shaped to broadcast against ``x``: scalar -> 0-dim, ``(B,)`` -> ``(B, 1, ..., 1)``."""
-    t = torch.as_tensor(t, device=x.device)
+    if not isinstance(t, Tensor):  # a Python number takes x's precision, not torch's default float32
+        t = torch.as_tensor(t, dtype=x.dtype if x.is_floating_point() else None, device=x.device)
     if t.ndim == 0:
         return t
     if t.ndim == 1 and x.ndim >= 1 and t.shape[0] == x.shape[0]:

@@ -120,3 +120,10 @@ def test_cfg_per_sample_scale_broadcasts_over_samples() -> None:
     out = F.cfg(c, u, scale)
     for i in range(3):
         assert torch.allclose(out[i], u[i] + scale[i] * (c[i] - u[i]), atol=1e-6)
+
+
+def test_python_float_time_keeps_float64_precision() -> None:
+    g = torch.Generator().manual_seed(5)
+    x, v = torch.randn(4, 2, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
+    exact = x - 0.2 * v  # 0.2 as a float64, as Python holds it
+    assert (CONVENTIONAL.pred_data(x, v, 0.2) - exact).abs().max() < 1e-15
