@@ -268,11 +268,11 @@ def mlp_workload(toy: str, model: torch.nn.Module, n: int, steps: int, device: t
             spec.append((f"flowlab fast graph {prec} chunk {chunk}", "fast", fn))
         cfgs = args.triton_ok if variants else args.triton_ok[:1]
         precs = [("fp16", cfg) for cfg in cfgs] + ([("bf16", cfgs[0])] if variants and cfgs else [])
-        for prec, (var, block, warps, stages) in precs:
-            name = f"flowlab fast triton {var} {prec} BM{block} w{warps} s{stages}"
-            triton_rows[name] = (var, block, warps, stages)
-            spec.append((name, "fast", lambda x, p=prec, v=var, b=block, w=warps, s=stages: mlp_euler(
-                model, x, ts, conv, precision=p, backend="triton", variant=v, block=b, num_warps=w, num_stages=s)))
+        for prec, (block, warps, stages) in precs:
+            name = f"flowlab fast triton {prec} BM{block} w{warps} s{stages}"
+            triton_rows[name] = (block, warps, stages)
+            spec.append((name, "fast", lambda x, p=prec, b=block, w=warps, s=stages: mlp_euler(
+                model, x, ts, conv, precision=p, backend="triton", block=b, num_warps=w, num_stages=s)))
     else:
         for prec in ("fp32", "fp16"):
             spec.append((f"flowlab fast torch {prec}", "fast",
@@ -298,8 +298,8 @@ def mlp_workload(toy: str, model: torch.nn.Module, n: int, steps: int, device: t
 def fast_mlp(model: torch.nn.Module, x: Tensor, ts: Tensor, args: argparse.Namespace) -> Tensor:
     """The fastest MLP fast path found in this run (fp16 Triton if a config passed its probe, else torch)."""
     if args.triton_ok:
-        var, block, warps, stages = args.triton_ok[0]
-        return mlp_euler(model, x, ts, "reversed", precision="fp16", backend="triton", variant=var, block=block,
+        block, warps, stages = args.triton_ok[0]
+        return mlp_euler(model, x, ts, "reversed", precision="fp16", backend="triton", block=block,
                          num_warps=warps, num_stages=stages)
     return mlp_euler(model, x, ts, "reversed", precision="fp16", backend="torch")
 
@@ -336,12 +336,12 @@ def steps_workload(device: torch.device, mlp: torch.nn.Module, args: argparse.Na
     results.append({"title": "schedule compat vs corrected", "rows": entries})
 
 
-TRITON_CONFIGS = [("split", 128, 8, 1), ("split", 64, 4, 1), ("full", 128, 8, 1), ("full", 64, 4, 1)]
+TRITON_CONFIGS = [(128, 8, 1), (64, 4, 1)]  # (particles per program, warps, pipeline stages)
 
 
 def probe(cfg: str) -> int:
     """Check one Triton MLP config in this process (a crash here must not take the benchmark down)."""
-    var, block, warps, stages = cfg.split(",")
+    block, warps, stages = cfg.split(",")
     torch.manual_seed(0)
     worst = 0.0
     for dim in (2, 3):
@@ -349,7 +349,7 @@ def probe(cfg: str) -> int:
         x = torch.randn(5003, dim, device="cuda")
         ts = S.uniform(20, "reversed")
         ref = mlp_euler(model, x, ts, "reversed", precision="fp16", backend="torch")
-        out = mlp_euler(model, x, ts, "reversed", precision="fp16", backend="triton", variant=var, block=int(block),
+        out = mlp_euler(model, x, ts, "reversed", precision="fp16", backend="triton", block=int(block),
                         num_warps=int(warps), num_stages=int(stages))
         torch.cuda.synchronize()
         if not bool(torch.isfinite(out).all()):

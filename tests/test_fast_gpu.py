@@ -101,20 +101,17 @@ def test_mlp_graph_matches_torch_backend_and_reference(dim):
 
 
 @needs_triton
-def test_mlp_triton_full_variant_in_a_subprocess():
-    # the "full" kernel met a Triton miscompile on one toolchain (illegal address): probe it in its own process
+def test_mlp_triton_probe_in_a_subprocess():
+    # the benchmark's isolation probe: a toolchain miscompile must show up as a failed probe, not a crash
     import os
     import subprocess
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for cfg in ("split,128,8,1", "full,128,8,1"):
-        proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "toy_peers.py"), "--probe", cfg],
-                              capture_output=True, text=True, timeout=600)
-        if cfg.startswith("split"):
-            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        elif proc.returncode != 0:
-            pytest.xfail(f"Triton 'full' MLP variant fails on this toolchain: {proc.stderr[-300:]}")
+    proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "toy_peers.py"), "--probe", "128,8,1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "max |triton - torch fp16|" in proc.stdout
 
 
 @needs_triton

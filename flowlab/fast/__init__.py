@@ -23,8 +23,11 @@ with everything that depends only on the schedule (not on ``x``) computed once, 
   particle of a step, so the first layer splits into ``x W_x^T + (emb(t_i) W_t^T + b)``: the second
   term is a per-step bias table (:func:`mlp_tables`). Hidden matrix products can run in fp16 / bf16
   (fp32 accumulation) while the state ``x`` and the update stay in fp32. Backends: ``"torch"`` (any
-  device), ``"graph"`` (the whole loop captured once as a CUDA graph, particles in L2-sized chunks) and
-  ``"triton"`` (one fused kernel: each block of particles runs every layer of every step on chip).
+  device), ``"graph"`` (the whole loop captured once as a CUDA graph, particles in chunks) and
+  ``"triton"`` (one fused kernel: each block of particles runs every layer of every step on chip, the
+  activations in registers as two halves, the weights streamed from L2).
+
+Measured side by side with the peers by ``benchmarks/toy_peers.py`` (it prints the card).
 
 Time follows the convention passed in (conventional ``sigma``: 1 = noise -> 0 = data; reversed ``t``:
 0 = noise -> 1 = data); a model trained in the other straight convention is used through
@@ -296,7 +299,7 @@ def _mlp_euler_chunks(x: Tensor, out: Tensor, tab: MLPTables, chunk: int) -> Non
 
 def mlp_euler(model: VelocityMLP | Flipped, x: Tensor, schedule: Tensor, convention: Convention | str, *,
               precision: str = "fp16", backend: str = "auto", chunk: int = 65536, block: int = 128,
-              num_warps: int = 8, num_stages: int = 1, variant: str = "split", check_schedule: bool = True) -> Tensor:
+              num_warps: int = 8, num_stages: int = 1, check_schedule: bool = True) -> Tensor:
     """Euler trajectory of a :class:`~flowlab.models.VelocityMLP`; returns ``x`` at ``schedule[-1]``.
 
     The same result as ``sample(model, x, schedule, convention)`` up to the matmul precision.
@@ -312,7 +315,6 @@ def mlp_euler(model: VelocityMLP | Flipped, x: Tensor, schedule: Tensor, convent
             CUDA graph per call: reuse a :class:`GraphedMLPEuler` to pay that once), ``"triton"``.
         chunk: particles per chunk for ``torch`` / ``graph``.
         block, num_warps, num_stages: Triton launch shape.
-        variant: Triton kernel, ``"split"`` (activations in two halves, (H/2, H/2) products) or ``"full"``.
         check_schedule: validate the schedule first (one host sync, before any work).
 
     Returns ``(B, dim)`` in ``x``'s dtype and device.
@@ -340,8 +342,7 @@ def mlp_euler(model: VelocityMLP | Flipped, x: Tensor, schedule: Tensor, convent
         if backend == "triton":
             from ._triton import mlp_euler_triton
 
-            out = mlp_euler_triton(x32, tab, block=block, num_warps=num_warps, num_stages=num_stages,
-                                   variant=variant)
+            out = mlp_euler_triton(x32, tab, block=block, num_warps=num_warps, num_stages=num_stages)
         else:
             out = torch.empty_like(x32)
             _mlp_euler_chunks(x32, out, tab, chunk)

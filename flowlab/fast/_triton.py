@@ -183,39 +183,6 @@ def gmm_euler_triton(x: Tensor, tab64: "MixtureTables", *, block: int = 512,  # 
 # ---- MLP velocity --------------------------------------------------------------------------------------
 
 @triton.jit
-def _mlp_euler_kernel(x_ptr, out_ptr, n, n_steps, w_step,
-                      b1_ptr, w1_ptr, wh_ptr, bh_ptr, wo_ptr, bo_ptr, dt_ptr,
-                      D: tl.constexpr, DO: tl.constexpr, H: tl.constexpr, NH: tl.constexpr, BM: tl.constexpr):
-    # x: (n, D) fp32; b1: (S, H) fp32; w1: (D, H) fp32; wh: (NH, H, H) [in, out]; bh: (NH, H); wo: (H, DO)
-    # zero-padded past D; bo: (DO,) fp32 zero-padded; dt: (S,) fp32. w_step is 0: it keeps the weight loads
-    # inside the step loop (streamed from L2 into shared memory) instead of hoisted into registers.
-    pid = tl.program_id(0)
-    rows = pid * BM + tl.arange(0, BM)
-    co = tl.arange(0, DO)
-    ch = tl.arange(0, H)
-    mask = (rows[:, None] < n) & (co[None, :] < D)
-    offs = rows.to(tl.int64)[:, None] * D + co[None, :]
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0)  # (BM, DO), columns >= D stay 0
-    cdt = wh_ptr.dtype.element_ty
-    bo = tl.load(bo_ptr + co)
-    for i in range(n_steps):
-        h = tl.zeros([BM, H], dtype=tl.float32) + tl.load(b1_ptr + i * H + ch)[None, :]
-        for j in tl.static_range(D):
-            xj = tl.sum(tl.where(co[None, :] == j, x, 0.0), axis=1)
-            h += xj[:, None] * tl.load(w1_ptr + j * H + ch)[None, :]
-        wb = wh_ptr + i * w_step
-        for layer in tl.static_range(NH):
-            a = (h * tl.sigmoid(h)).to(cdt)
-            w = tl.load(wb + layer * H * H + ch[:, None] * H + ch[None, :])
-            h = tl.dot(a, w) + tl.load(bh_ptr + layer * H + ch).to(tl.float32)[None, :]
-        a = (h * tl.sigmoid(h)).to(cdt)
-        wo = tl.load(wo_ptr + i * w_step + ch[:, None] * DO + co[None, :])
-        v = tl.dot(a, wo) + bo[None, :]
-        x = x + tl.load(dt_ptr + i) * v
-    tl.store(out_ptr + offs, x, mask=mask)
-
-
-@triton.jit
 def _silu_to(h, cdt: tl.constexpr):
     return (h * tl.sigmoid(h)).to(cdt)
 
@@ -225,9 +192,12 @@ def _mlp_euler_split_kernel(x_ptr, out_ptr, n, n_steps, w_step,
                             b1_ptr, w1_ptr, wh_ptr, bh_ptr, wo_ptr, bo_ptr, dt_ptr,
                             D: tl.constexpr, DO: tl.constexpr, H: tl.constexpr, NH: tl.constexpr,
                             BM: tl.constexpr):
-    # Same computation as _mlp_euler_kernel with every activation kept as two halves (lo, hi) of H / 2
-    # columns: each hidden layer is four (BM, H/2) x (H/2, H/2) products, the output layer is D
-    # row reductions. Smaller tiles, no (H, H) operand in shared memory at once.
+    # x: (n, D) fp32; b1: (S, H) fp32 first-layer bias per step; w1: (D, H) fp32; wh: (NH, H, H) [in, out] in
+    # the matmul dtype; bh: (NH, H); wo: (H, DO) zero-padded past D; bo: (DO,) fp32 zero-padded; dt: (S,) fp32.
+    # Every activation is kept as two halves (lo, hi) of H / 2 columns: each hidden layer is four
+    # (BM, H/2) x (H/2, H/2) products (fp32 accumulation), the output layer D row reductions in fp32.
+    # w_step is 0: it keeps the weight loads inside the step loop (streamed from L2) instead of hoisted
+    # into registers. x stays in registers for all steps: one read and one write of device memory.
     H2: tl.constexpr = H // 2
     pid = tl.program_id(0)
     rows = pid * BM + tl.arange(0, BM)
@@ -269,14 +239,12 @@ def _mlp_euler_split_kernel(x_ptr, out_ptr, n, n_steps, w_step,
 
 
 def mlp_euler_triton(x32: Tensor, tab: "MLPTables", *, block: int = 128, num_warps: int = 8,  # noqa: F821
-                     num_stages: int = 1, variant: str = "split") -> Tensor:
-    """Launch an MLP trajectory kernel on ``x32: (B, D)`` fp32 (CUDA); returns fp32 ``(B, D)``.
+                     num_stages: int = 1) -> Tensor:
+    """Launch :func:`_mlp_euler_split_kernel` on ``x32: (B, D)`` fp32 (CUDA); returns fp32 ``(B, D)``.
 
-    ``variant``: ``"full"`` (:func:`_mlp_euler_kernel`, whole (H, H) products) or ``"split"``
-    (:func:`_mlp_euler_split_kernel`, activations in two halves).
+    (A kernel with whole (H, H) products, the activations as one (BM, H) register operand, hit an
+    illegal-address fault on an H100 with Triton 3.6 at every launch shape tried; the split form runs.)
     """
-    if variant not in ("full", "split"):
-        raise FlowlabError(f"mlp_euler: unknown Triton variant {variant!r}; valid: 'full', 'split'")
     n, dim = x32.shape
     nh, hdim = tab.wh.shape[0], tab.bias1.shape[1]
     if hdim < 32 or hdim > 512 or hdim & (hdim - 1) or nh < 1 or dim > 16:
@@ -292,9 +260,8 @@ def mlp_euler_triton(x32: Tensor, tab: "MLPTables", *, block: int = 128, num_war
     bo[:dim] = tab.bo.float()
     xc = x32.contiguous()
     out = torch.empty_like(xc)
-    kernel = _mlp_euler_kernel if variant == "full" else _mlp_euler_split_kernel
     with _on(x32):
-        kernel[(triton.cdiv(n, block),)](
+        _mlp_euler_split_kernel[(triton.cdiv(n, block),)](
             xc, out, n, tab.dt.shape[0], 0, tab.bias1, tab.w1x, tab.wh, tab.bh, wo, bo, tab.dt,
             D=dim, DO=do, H=hdim, NH=nh, BM=block, num_warps=num_warps, num_stages=num_stages)
     return out
