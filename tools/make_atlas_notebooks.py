@@ -293,6 +293,10 @@ fig.suptitle("eight Gaussians, region x1 >= 1 (right of the line); wrong-endpoin
 plt.show()
 """),
     md("""
+With the right endpoint every sample ends in the region, but this projection is crude: samples headed for
+the modes at $(0, \pm 2)$ end on the boundary line, which is why the distance to the target is not 0.
+With the wrong endpoint the samples are thrown away from the region (some far outside the frame).
+
 *Pitfall guarded against:* guidance (reconstruction, rewards, constraints) built on $x - t v$: it steers the
 noise estimate, and pushes the sample away from the region.
 """),
