@@ -32,6 +32,7 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 echo "== installing flowlab and its dependencies" >&2
 python -m pip install -q -e ".[all]"
+python -m pip install -q --no-deps -r requirements-nodeps.txt
 python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (flowlab)" >/dev/null
 
 export MPLBACKEND=Agg PYTHONHASHSEED=0
