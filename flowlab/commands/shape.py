@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
                                   seed=args.seed, callback=lambda info: bar.update(1))
     bar.close()
     n = args.octree + 1
-    bar = tqdm(total=n ** 3, desc="decoding", unit="pt", unit_scale=True, file=sys.stderr, disable=quiet)
+    # hierarchical decoding evaluates an unknown subset of the (R + 1)^3 points: no total then
+    bar = tqdm(total=None if args.hierarchical else n ** 3, desc="decoding", unit="pt", unit_scale=True,
+               file=sys.stderr, disable=quiet)
     logits = pipe.decode_volume(latents, octree=args.octree, chunk_size=args.chunk_size,
                                 hierarchical=args.hierarchical, progress=bar.update)
     bar.close()

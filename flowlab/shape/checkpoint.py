@@ -195,15 +195,17 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """All tensors of a .safetensors file, or the dict of a weights-only .ckpt."""
+def read_state_dict(path: Path, prefixes: tuple[str, ...] | None = None) -> dict[str, Tensor]:
+    """The tensors of a .safetensors file (only keys starting with one of ``prefixes`` when given: the
+    others are never read), or the dict of a weights-only .ckpt (always read whole)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors import SafetensorError, safe_open
 
         try:
-            return load_file(str(path), device="cpu")
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                keys = [k for k in f.keys() if prefixes is None or k.startswith(prefixes)]
+                return {k: f.get_tensor(k) for k in keys}
         except (SafetensorError, OSError, ValueError) as e:
             raise FlowlabError(f"{path}: cannot read safetensors ({e}); the file is damaged or incomplete, "
                                f"download it again") from None

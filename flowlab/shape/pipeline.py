@@ -312,7 +312,7 @@ def _load_conditioner(folder: ModelFolder) -> nn.Module:
     section = folder.config.get("conditioner")
     if not isinstance(section, dict):
         raise FlowlabError(f"{folder.path}/config.yaml has no conditioner section; pass a precomputed embedding")
-    state = split_prefixed(read_state_dict(folder.weights)).get("conditioner")
+    state = split_prefixed(read_state_dict(folder.weights, ("conditioner.",))).get("conditioner")
     if not state:
         raise FlowlabError(f"{folder.weights}: the checkpoint has no 'conditioner.' weights; pass a precomputed "
                            f"embedding (--embedding FILE) instead of an image")
@@ -338,7 +338,7 @@ def load_pipeline(model: str | os.PathLike, *, device: torch.device | str = "cpu
         raise FlowlabError(f"{folder.path} is a standalone VAE folder; --model needs a DiT folder such as "
                            f"hunyuan3d-dit-v2-0 (pass the VAE folder as the VAE instead)")
     cfg_path = folder.path / "config.yaml"
-    state = split_prefixed(read_state_dict(folder.weights))
+    state = split_prefixed(read_state_dict(folder.weights, ("model.", "vae.")))
     for section in ("model", "vae"):
         if section not in state:
             found = ", ".join(sorted(state)) or "nothing"
