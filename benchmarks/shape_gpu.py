@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         dcfg, vcfg = SMOKE_DIT, SMOKE_VAE
         args.steps, args.octree, args.cond_tokens, args.repeat = 4, 16, 20, 2
         args.chunk_size = min(args.chunk_size, 2000)
+        torch.set_num_threads(1)  # tiny tensors: threads only add overhead
     else:
         if not torch.cuda.is_available():
             print("no CUDA GPU visible; run with --smoke to check the script on CPU", file=sys.stderr)

@@ -15,6 +15,16 @@ from flowlab.cli import main  # noqa: E402
 from flowlab.shape.embedding import save_embedding  # noqa: E402
 from flowlab.shape.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
 
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one CPU thread is faster (no oversubscription) and deterministic."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 ARGS = ["--steps", "6", "--octree", "24", "--quiet"]
 
 

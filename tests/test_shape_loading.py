@@ -23,6 +23,16 @@ from flowlab.shape.pipeline import load_pipeline  # noqa: E402
 from flowlab.shape.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
 from flowlab.shape.vae import ShapeVAE  # noqa: E402
 
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one CPU thread is faster (no oversubscription) and deterministic."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 DATA = Path(__file__).parent / "data" / "hy3dgen"
 
 

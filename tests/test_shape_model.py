@@ -10,6 +10,16 @@ from flowlab.shape.tiny import TINY_DIT, tiny_cond, tiny_pipeline
 from flowlab.shape.volume import decode_dense, decode_hierarchical, octree_levels
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one CPU thread is faster (no oversubscription) and deterministic."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class Recorder(torch.nn.Module):
     """Stands in for the DiT: records its inputs, returns a velocity that depends on cond."""
 
