@@ -183,3 +183,38 @@ def test_schedules_match_reference_schedulers() -> None:
     assert shape_schedule(4).tolist() == sched["flow_4_sigmas"]
     turbo = shape_schedule(5, "consistency", pcm_timesteps=100)
     assert np.allclose(turbo.double().numpy(), sched["turbo_5_sigmas"], atol=1e-7)
+
+
+@pytest.mark.parametrize("names", ["as saved", "4.x"])
+def test_conditioner_matches_reference(names: str) -> None:
+    pytest.importorskip("transformers")
+    from flowlab.shape.conditioner import ImageConditioner, convert_dinov2_keys
+
+    d = load_file(str(DATA / "conditioner.safetensors"))
+    c = FACTS["conditioner"]
+    cond = ImageConditioner.from_config({"params": {"main_image_encoder": {
+        "type": "DinoImageEncoder", "kwargs": {"config": c["dino"], "image_size": c["image_size"],
+                                               "use_cls_token": True}}}})
+    state = _section(d, "conditioner.")
+    if names == "4.x":
+        state = convert_dinov2_keys(state, set())  # the release's transformers 4.x names
+        assert any(".mlp.weights_in." in k for k in state)
+    cond.load_state_dict(cond.load_checkpoint_state(state), strict=True)
+    with torch.no_grad():
+        tokens = cond.eval()(d["in.image"])
+    assert rel_err(tokens, d["out.tokens"]) <= TOL
+
+
+def test_preprocessing_close_to_reference() -> None:
+    """Recentring and white background as the reference; Pillow resizing instead of OpenCV's, so close, not equal."""
+    from PIL import Image
+
+    from flowlab.shape.conditioner import load_image
+
+    d = load_file(str(DATA / "preprocess.safetensors"))
+    c = FACTS["conditioner"]
+    img = load_image(Image.fromarray(d["in.rgba"].numpy(), "RGBA"), c["preprocess_size"], c["border_ratio"])
+    ref = d["out.image"]
+    assert img.shape == ref.shape
+    diff = (img - ref).abs()
+    assert diff.mean() < 0.05 and (diff > 0.5).float().mean() < 0.02

@@ -19,6 +19,9 @@ What it makes, all with seeded SMALL random configurations of the reference clas
 * ``sampling.safetensors``: the reference pipeline's 4-step CFG sampling (FlowMatchEuler scheduler,
   float32 and fp16) and a 4-step turbo sampling (consistency scheduler, guidance-embedded DiT),
   the latents after every step, and the mesh of the float32 result;
+* ``conditioner.safetensors``: a toy Dinov2 inside the reference's DinoImageEncoder (its resize,
+  crop and normalisation) and its tokens for one image; ``preprocess.safetensors``: a small RGBA
+  picture and the reference ImageProcessorV2's output (recentred, white background, OpenCV resizing);
 * ``fixtures.json``: the small configs and scalar facts (mesh vertex / face counts ...);
 * ``manifest.json``: the state-dict keys and shapes of every released configuration, built on the
   meta device (no weights are needed).
@@ -48,6 +51,10 @@ VAE_SMALL = dict(num_latents=16, embed_dim=8, width=32, heads=4, num_decoder_lay
                  include_pi=False, qkv_bias=False, qk_norm=True, scale_factor=0.9990943042622529)
 VAE_TURBO_SMALL = dict(VAE_SMALL, geo_decoder_downsample_ratio=2, geo_decoder_mlp_expand_ratio=1,
                        geo_decoder_ln_post=False)
+DINO_SMALL = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, patch_size=14, image_size=518,
+                  mlp_ratio=4, use_swiglu_ffn=True, layerscale_value=1.0, layer_norm_eps=1e-6, qkv_bias=True,
+                  hidden_act="gelu", num_channels=3, model_type="dinov2", attention_probs_dropout_prob=0.0,
+                  hidden_dropout_prob=0.0, drop_path_rate=0.0, initializer_range=0.02)
 N_COND = 10          # cond tokens
 OCTREE = 16          # small grid: 17^3 points
 CHUNKS = 1000        # points per geo-decoder call
@@ -211,6 +218,33 @@ def build() -> tuple[dict[str, dict[str, torch.Tensor]], dict, dict]:
     facts["sampling"] = {"n_vertices": int(verts.shape[0]), "n_faces": int(faces.shape[0]),
                          "turbo_pcm_timesteps": 100}
     tensors["sampling"] = s
+
+    # Conditioner: a toy Dinov2 in the reference's DinoImageEncoder (resize 518, crop, ImageNet norm), and the
+    # reference's image preprocessing (recentre on alpha, white background; OpenCV resizing) of a small picture
+    from hy3dgen.shapegen.models.conditioner import DinoImageEncoder
+    from hy3dgen.shapegen.preprocessors import ImageProcessorV2
+
+    torch.manual_seed(5)
+    enc = DinoImageEncoder(config=DINO_SMALL, image_size=518, use_cls_token=True)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(6)
+        for p in enc.parameters():
+            p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+    img = torch.rand(1, 3, 64, 48, generator=g) * 2 - 1  # (B, 3, H, W) in [-1, 1], not square
+    with torch.no_grad():
+        tokens = enc(img)
+    tensors["conditioner"] = {**{f"conditioner.main_image_encoder.{k}": v.detach().clone()
+                                 for k, v in enc.state_dict().items()}, "in.image": img, "out.tokens": tokens}
+    rgba = np.zeros((60, 80, 4), np.uint8)
+    yy, xx = np.mgrid[:60, :80]
+    blob = ((yy - 28) / 18.0) ** 2 + ((xx - 45) / 25.0) ** 2 < 1
+    rgba[blob] = (200, 60, 30, 255)
+    rgba[blob & (xx < 40)] = (40, 90, 220, 255)
+    from PIL import Image
+
+    pre = ImageProcessorV2(size=64, border_ratio=0.15)(Image.fromarray(rgba, "RGBA"))
+    tensors["preprocess"] = {"in.rgba": torch.from_numpy(rgba), "out.image": pre["image"].float()}
+    facts["conditioner"] = {"dino": DINO_SMALL, "image_size": 518, "preprocess_size": 64, "border_ratio": 0.15}
 
     # turbo / flow schedules as the reference schedulers build them
     flow = schedulers.FlowMatchEulerDiscreteScheduler()
