@@ -68,7 +68,7 @@ class MLPConfig:
 
     dim: int = 2
     hidden: int = 64
-    depth: int = 3
+    depth: int = 4
     time_dim: int = 16
 
     def __post_init__(self) -> None:
@@ -146,7 +146,11 @@ def flow_matching_loss(model: VelocityMLP, data: Tensor, noise: Tensor, t: Tenso
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the model (in eval mode) and the loss of every step, ``(steps,)``."""
+    """What :func:`train` returns: the model and the loss of every step, ``(steps,)``.
+
+    The model comes back frozen (eval mode, ``requires_grad`` off) so sampling builds no autograd graph;
+    call ``model.requires_grad_(True)`` to train it further.
+    """
 
     model: VelocityMLP
     losses: Tensor
@@ -157,9 +161,9 @@ def train(
     convention: Convention | str,
     *,
     config: MLPConfig | None = None,
-    steps: int = 3000,
-    batch_size: int = 256,
-    lr: float = 3e-3,
+    steps: int = 2000,
+    batch_size: int = 512,
+    lr: float = 1e-2,
     seed: int = 0,
 ) -> TrainResult:
     """Train a :class:`VelocityMLP` by flow matching on a fixed set of data points.
@@ -218,7 +222,7 @@ def train(
         opt.step()
         sched.step()
         losses[i] = loss.detach()
-    model.eval()
+    model.eval().requires_grad_(False)
     return TrainResult(model=model, losses=losses.cpu())
 
 
@@ -250,7 +254,7 @@ def load_model(
     config: MLPConfig | None = None,
     device: torch.device | str = "cpu",
 ) -> VelocityMLP:
-    """Load a model written by :func:`save_model` (in eval mode, float32 or as saved).
+    """Load a model written by :func:`save_model` (frozen like :func:`train`'s, in the saved dtype).
 
     Args:
         path: the ``.safetensors`` file.
@@ -301,4 +305,4 @@ def load_model(
     dtypes = {v.dtype for v in tensors.values()}
     model = model.to(dtypes.pop() if len(dtypes) == 1 else torch.float32)
     model.load_state_dict(tensors)
-    return model.to(device).eval()
+    return model.to(device).eval().requires_grad_(False)

@@ -147,6 +147,7 @@ def test_save_load_round_trip(tmp_path) -> None:
     save_model(model, path)
     loaded = load_model(path, convention="reversed", config=SMALL)
     assert loaded.convention is REVERSED and loaded.config == SMALL and not loaded.training
+    assert not any(p.requires_grad for p in (*model.parameters(), *loaded.parameters()))  # frozen: no graph
     x, t = _rand(8, 2, seed=6, dtype=torch.float32), torch.rand(8)
     with torch.no_grad():
         assert torch.equal(loaded(x, t), model(x, t))
