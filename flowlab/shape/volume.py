@@ -40,14 +40,21 @@ def grid_points(axis: Tensor, flat_index: Tensor) -> Tensor:
     return torch.stack((axis[i], axis[j], axis[k]), dim=-1)
 
 
-def _query_chunks(geo: GeoDecoder, kv: KV, axis: Tensor, flat_index: Tensor, chunk_size: int,
+def _query_chunks(geo: GeoDecoder, kv: KV, axis: Tensor, flat_index: Tensor | int, chunk_size: int,
                   progress: Progress | None) -> Tensor:
-    """Logits (B, P) float32 at the grid points ``flat_index`` (P,), ``chunk_size`` points a call."""
+    """Logits (B, P) float32 at the grid points ``flat_index`` (P,), ``chunk_size`` points a call.
+
+    An int ``flat_index`` P means all points 0 .. P - 1 (their indices are made chunk by chunk).
+    """
     if chunk_size < 1:
         raise ValueError(f"chunk size must be >= 1, got {chunk_size}")
     out = []
-    for start in range(0, flat_index.shape[0], chunk_size):
-        idx = flat_index[start:start + chunk_size]
+    total = flat_index if isinstance(flat_index, int) else flat_index.shape[0]
+    for start in range(0, total, chunk_size):
+        if isinstance(flat_index, int):
+            idx = torch.arange(start, min(start + chunk_size, total), device=axis.device)
+        else:
+            idx = flat_index[start:start + chunk_size]
         out.append(geo.query(grid_points(axis, idx), kv).float())
         if progress is not None:
             progress(idx.shape[0])
@@ -68,8 +75,7 @@ def decode_dense(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, boun
     axis = grid_axis(resolution, bounds).to(tokens.device)
     n = axis.shape[0]
     kv = geo.prepare(tokens)
-    flat = torch.arange(n ** 3, device=tokens.device)
-    return _query_chunks(geo, kv, axis, flat, chunk_size, progress).view(tokens.shape[0], n, n, n)
+    return _query_chunks(geo, kv, axis, n ** 3, chunk_size, progress).view(tokens.shape[0], n, n, n)
 
 
 def octree_levels(resolution: int, min_resolution: int = 63) -> list[int]:
