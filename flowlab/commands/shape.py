@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hierarchical", action="store_true", help="coarse-to-fine decoding (fewer queries)")
     parser.add_argument("--convention", default="reversed", choices=["reversed", "conventional"],
                         help="sampling convention (default reversed, as released)")
+    parser.add_argument("--time-rounding", default="reference", choices=["reference", "none"],
+                        help="t fed to the DiT: 'reference' rounds 1000 t to the latents' dtype as hy3dgen does "
+                             "(bitwise parity); 'none' passes float32 t")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (CPU generator)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     quiet = args.quiet
     bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr, disable=quiet)
     latents = pipe.sample_latents(cond, steps=args.steps, guidance=args.guidance, convention=args.convention,
-                                  seed=args.seed, callback=lambda info: bar.update(1))
+                                  seed=args.seed, exact=args.time_rounding == "reference",
+                                  callback=lambda info: bar.update(1))
     bar.close()
     n = args.octree + 1
     # hierarchical decoding evaluates an unknown subset of the (R + 1)^3 points: no total then
