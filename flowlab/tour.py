@@ -125,7 +125,7 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: int = 90
             bar.set_postfix_str(path.name)
         nb = nbformat.read(path, as_version=4)
         env = {CLAIMS_FILE_ENV: str(claims_file.resolve()), NOTEBOOK_ENV: path.name, DEVICE_ENV: device,
-               "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg"}
+               "PYTHONWARNINGS": "ignore"}
         start = time.perf_counter()
         err: str | None = None
         with _env(env):

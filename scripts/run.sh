@@ -35,7 +35,7 @@ python -m pip install -q -e ".[all]"
 python -m pip install -q --no-deps -r requirements-nodeps.txt
 python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (flowlab)" >/dev/null
 
-export MPLBACKEND=Agg PYTHONHASHSEED=0
+export PYTHONHASHSEED=0
 case "$job" in
   tour) exec flowlab tour "$@" ;;
   test) exec python -m pytest "$@" ;;

@@ -1,12 +1,12 @@
-"""Shared test configuration: GPU tests skip cleanly without CUDA; matplotlib never opens windows."""
+"""Shared test configuration: GPU tests skip cleanly without CUDA.
+
+MPLBACKEND is deliberately left alone: notebook kernels inherit this process's environment, and
+a forced Agg backend would drop the stored figures that nbval expects (the inline backend shows them).
+"""
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("MPLBACKEND", "Agg")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
