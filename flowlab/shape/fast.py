@@ -1,0 +1,178 @@
+"""Fast paths for the shape model on a GPU, each checked against the readable path it replaces.
+
+The readable modules (:mod:`.dit`, :mod:`.vae`, :mod:`.volume`, :mod:`.pipeline`) stay the
+definition; nothing here changes what is computed, only how:
+
+* :func:`compile_blocks`: regional ``torch.compile`` of the DiT's blocks, in place (one compiled
+  graph per block class, reused by every block of that class; the state-dict keys do not change).
+  Fuses the element-wise work around the matrix products (LayerNorm + modulation, the float32
+  QK RMSNorm, GELU, gates). :func:`uncompile_blocks` undoes it.
+* :class:`GraphedVelocity`: one CUDA graph per velocity call (``model(x, t) -> v``, e.g. a
+  :class:`~flowlab.shape.pipeline.DiTVelocity` with its CFG batch): one launch instead of a few
+  thousand.
+* :func:`skip_noop_steps`: drops the zero-length last step of the compatibility schedule
+  (``t = 1 -> 1``): ``x + 0 * v = x`` for finite ``v``, so N calls become N - 1 with the same result.
+* :func:`decode_dense_fast`: the dense volume decode with the key / value once, fixed-size chunks
+  (the last one padded, so a compiled query sees one shape) written into one preallocated volume
+  (no list of chunks and concatenation: half the peak memory of the volume), and an optional
+  compiled query.
+
+Direction of time is the model's (reversed for Hunyuan3D-2: t = 0 noise, t = 1 data).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..errors import FlowlabError
+from .dit import ShapeDiT
+from .vae import KV, GeoDecoder
+from .volume import grid_axis, grid_points
+
+__all__ = ["compile_blocks", "uncompile_blocks", "GraphedVelocity", "skip_noop_steps", "decode_dense_fast",
+           "compiled_query"]
+
+#: A velocity model ``model(x, t) -> v``: x (B, N, C), t (B,) -> v (B, N, C).
+Velocity = Callable[[Tensor, Tensor], Tensor]
+
+
+def compile_blocks(dit: ShapeDiT, *, backend: str = "inductor", mode: str | None = None) -> ShapeDiT:
+    """Compile each double- and single-stream block of ``dit`` in place (regional compilation).
+
+    Blocks of one class share their compiled code, so the compile cost is that of two blocks, not 48.
+    Returns ``dit`` (the same object). Shapes are static: a new token count compiles once more.
+    """
+    if not isinstance(dit, ShapeDiT):
+        raise FlowlabError(f"compile_blocks needs a ShapeDiT, got {type(dit).__name__}")
+    for block in [*dit.double_blocks, *dit.single_blocks]:
+        block.compile(backend=backend, mode=mode, dynamic=False)
+    return dit
+
+
+def uncompile_blocks(dit: ShapeDiT) -> ShapeDiT:
+    """Undo :func:`compile_blocks`: the blocks run eagerly again. Returns ``dit``."""
+    for block in [*dit.double_blocks, *dit.single_blocks]:
+        block._compiled_call_impl = None
+    return dit
+
+
+class GraphedVelocity:
+    """``model(x, t) -> v`` replayed from one captured CUDA graph.
+
+    Captured on the first call for that call's shapes (after ``warmup`` eager calls on a side
+    stream); later calls copy ``x`` and ``t`` into the static inputs, replay, and return a copy of
+    the static output. Calls with other shapes, dtypes or devices raise FlowlabError. The model must
+    do no host synchronisation and keep its other inputs (weights, cond) at fixed addresses.
+
+    x: (B, ...) on a CUDA device, t: (B,) -> v: like x.
+    """
+
+    def __init__(self, model: Velocity, *, warmup: int = 2) -> None:
+        if not callable(model):
+            raise FlowlabError(f"GraphedVelocity needs a callable model(x, t) -> v, got {type(model).__name__}")
+        if warmup < 1:
+            raise FlowlabError(f"warmup must be >= 1 (capture needs warmed-up kernels), got {warmup}")
+        self.model = model
+        self.warmup = warmup
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self._x: Tensor | None = None
+        self._t: Tensor | None = None
+        self._v: Tensor | None = None
+        self.replays = 0
+
+    def _capture(self, x: Tensor, t: Tensor) -> None:
+        self._x, self._t = x.clone(), t.clone()
+        side = torch.cuda.Stream(device=x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup):
+                self.model(self._x, self._t)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._v = self.model(self._x, self._t)
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        if x.device.type != "cuda":
+            raise FlowlabError(f"GraphedVelocity runs on CUDA tensors; x is on {x.device} (call the model directly)")
+        if self.graph is None:
+            self._capture(x, t)
+        elif (x.shape, x.dtype, x.device, t.shape, t.dtype) != (self._x.shape, self._x.dtype, self._x.device,
+                                                                  self._t.shape, self._t.dtype):
+            raise FlowlabError(f"GraphedVelocity was captured for x {tuple(self._x.shape)} {self._x.dtype}, "
+                               f"t {tuple(self._t.shape)} {self._t.dtype}; got x {tuple(x.shape)} {x.dtype}, "
+                               f"t {tuple(t.shape)} {t.dtype}: build another one for these shapes")
+        self._x.copy_(x)
+        self._t.copy_(t)
+        self.graph.replay()
+        self.replays += 1
+        return self._v.clone()
+
+
+def skip_noop_steps(schedule: Tensor) -> Tensor:
+    """Drop zero-length steps (``t[i + 1] == t[i]``) from a 1-D schedule (T + 1,) -> (T' + 1,).
+
+    Hunyuan3D-2's compatibility schedule ends ``..., 1, 1``: its last model call moves nothing.
+    The Euler update of a zero step returns ``x`` exactly (for a finite velocity), so sampling the
+    shortened schedule gives the same samples with one model call fewer. Direction of time unchanged.
+    """
+    if not isinstance(schedule, Tensor) or schedule.ndim != 1 or schedule.numel() < 2:
+        raise FlowlabError("schedule must be a 1-D tensor with at least 2 points")
+    keep = torch.ones(schedule.shape[0], dtype=torch.bool)
+    keep[1:] = schedule[1:].cpu() != schedule[:-1].cpu()
+    out = schedule[keep.to(schedule.device)]
+    if out.numel() < 2:
+        raise FlowlabError("the schedule has no step of non-zero length")
+    return out
+
+
+def compiled_query(geo: GeoDecoder, *, backend: str = "inductor", mode: str | None = None
+                   ) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """``fn(points (B, P, 3), k, v (B, H, N, D)) -> logits (B, P)``: :meth:`GeoDecoder.query`, compiled.
+
+    The key / value pair is passed as tensors (not a :class:`KV` object), so one compiled graph serves
+    every shape of the same size.
+    """
+    def query(points: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return geo.query(points, KV(k=k, v=v))
+
+    return torch.compile(query, backend=backend, mode=mode, dynamic=False)
+
+
+@torch.no_grad()
+def decode_dense_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, bounds: float = 1.01,
+                      chunk_size: int = 131072,
+                      query: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
+    """Logits on the full ``(R + 1)^3`` grid, as :func:`flowlab.shape.volume.decode_dense`.
+
+    Differences from the readable one (values agree up to the matrix kernels' round-off for another
+    row count): every chunk has exactly ``chunk_size`` points (the last is padded with copies of the
+    final grid point and the padding dropped), and each chunk is written into one preallocated
+    float32 volume. ``query``: ``fn(points, k, v) -> logits`` (e.g. :func:`compiled_query`);
+    default the readable :meth:`GeoDecoder.query`.
+
+    tokens: (B, N, width). Returns (B, R + 1, R + 1, R + 1) float32, positive = inside.
+    """
+    if chunk_size < 1:
+        raise FlowlabError(f"chunk size must be >= 1, got {chunk_size}")
+    if tokens.ndim != 3:
+        raise FlowlabError(f"tokens must be (B, N, width) decoded latent tokens, got shape {tuple(tokens.shape)}")
+    axis = grid_axis(resolution, bounds).to(tokens.device)
+    n = axis.shape[0]
+    total = n ** 3
+    kv = geo.prepare(tokens)
+    if query is None:
+        def query(points: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            return geo.query(points, KV(k=k, v=v))
+    b = tokens.shape[0]
+    out = torch.empty(b, total, dtype=torch.float32, device=tokens.device)
+    step = min(chunk_size, total)
+    offsets = torch.arange(step, device=tokens.device)
+    for start in range(0, total, step):
+        m = min(step, total - start)
+        flat = (offsets + start).clamp_max(total - 1)  # (step,): the padding repeats the last point
+        points = grid_points(axis, flat)[None].expand(b, -1, -1)  # (B, step, 3)
+        out[:, start:start + m] = query(points, kv.k, kv.v)[:, :m]
+    return out.view(b, n, n, n)
