@@ -21,12 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = {
     2: dict(
         file="02_toy_2d_both_conventions.ipynb", number="02", dims="2-D", gmm="eight_gaussians",
-        gmm_text="eight Gaussians (std 0.15) on a circle of radius 2", toy="two_moons", toy_text="two moons",
-        tol32=2e-3),
+        gmm_text="eight Gaussians (std 0.15) on a circle of radius 2", toy="two_moons", toy_text="two moons"),
     3: dict(
         file="03_toy_3d_both_conventions.ipynb", number="03", dims="3-D", gmm="cube_corners",
         gmm_text="eight Gaussians (std 0.15) at the corners of the cube [-1, 1]^3", toy="trefoil_knot",
-        toy_text="a trefoil knot", tol32=2e-3),
+        toy_text="a trefoil knot"),
 }
 
 
@@ -39,7 +38,7 @@ def code(text: str) -> nbformat.NotebookNode:
 
 
 def cells(dim: int, s: dict) -> list[nbformat.NotebookNode]:
-    other = "03 does the same in 3-D" if dim == 2 else "02 does the same in 2-D, with more narration"
+    other = "03 does the same in 3-D" if dim == 2 else "02 does the same in 2-D"
     proj = "{}" if dim == 2 else '{"projection": "3d"}'
     view = "ax.set_aspect('equal')" if dim == 2 else "ax.view_init(elev=35, azim=30)"
     out = [
@@ -52,15 +51,17 @@ that the two agree, what Hunyuan3D-2 issue #124's `x - t v` really is, and what 
 schedule costs. Symbols: [notation](NOTATION.md). (Notebook {other}.)
 
 Every check is a `claim(...)` line: it prints PASS and the tolerance, never the raw float, so the stored
-outputs are the same on every machine. Everything runs on one CPU core in well under a minute.
+outputs are the same on every machine. Everything runs on one CPU core in under a minute.
 """),
         code(f"""
+import tempfile
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
-from flowlab import CONVENTIONAL, REVERSED
+from flowlab import CONVENTIONAL, REVERSED, FlowlabError
 from flowlab.claims import claim, claim_exact
 from flowlab.gmm import PRESETS
 from flowlab.metrics import sliced_wasserstein
@@ -91,7 +92,7 @@ round-off, and so must the data predictions ($x - \\sigma v$ conventional, $x + 
 """),
         code(f"""
 gmm = PRESETS["{s['gmm']}"]()
-for dtype, tol in ((torch.float32, {s['tol32']:g}), (torch.float64, 1e-10)):
+for dtype, tol in ((torch.float32, 5e-4), (torch.float64, 1e-10)):
     x0 = torch.randn(N, {dim}, generator=torch.Generator().manual_seed(1), dtype=dtype)
     conv = trajectory(gmm.velocity_model(CONVENTIONAL), x0, uniform(STEPS, CONVENTIONAL, dtype=dtype), CONVENTIONAL)
     rev = trajectory(gmm.velocity_model(REVERSED), x0, uniform(STEPS, REVERSED, dtype=dtype), REVERSED)
@@ -102,9 +103,9 @@ for dtype, tol in ((torch.float32, {s['tol32']:g}), (torch.float64, 1e-10)):
           (conv.pred_data - rev.pred_data).abs().max(), tol)
 """),
         md("""
-float32 differs by round-off accumulated over 50 steps (a few hundred units in the last place of
-numbers of size ~2, amplified where the flow splits between modes), float64 by ~1e-12: the two
-conventions are one computation written two ways.
+float32 differs by round-off accumulated over 50 steps (around 1e-5 on numbers of size ~2, more where
+the flow splits between modes), float64 by 1e-12 or less: the two conventions are one computation
+written two ways.
 
 *Pitfall guarded against:* driving a model in the other convention's time without converting it. Feed the
 conventional velocity to the reversed sampler as it is (no `flip`) and the samples miss the data entirely:
@@ -199,17 +200,12 @@ the metadata, and `load_model(..., convention=...)` refuses a file trained in th
 `flip` instead of reinterpreting its time).
 """),
         code("""
-import tempfile
-from pathlib import Path
-
-from flowlab import FlowlabError
-
 with tempfile.TemporaryDirectory() as tmp:
     path = Path(tmp) / "reversed.safetensors"
     save_model(models["reversed"], path)
     loaded = load_model(path, convention=REVERSED)
-    claim("save / load round trip: same samples (max abs)",
-          (sample(loaded, x0, uniform(STEPS, REVERSED), REVERSED) - native).abs().max(), 0)
+    claim_exact("save / load round trip: bit-for-bit the same samples",
+                torch.equal(sample(loaded, x0, uniform(STEPS, REVERSED), REVERSED), native))
     try:
         load_model(path, convention=CONVENTIONAL)
         refused = False
@@ -282,14 +278,15 @@ claim_exact("N = 4: the wasted call costs more than half the seed noise in SW2",
 claim("N = 16: the cost is lost in the seed noise (SW2 difference / seed noise)", abs(cost[16]), 0.2)
 """),
         md("""
-The same with the trained reversed model (float32):
+The same with the trained reversed model (float32, 4 calls; at 8 calls and more the difference is
+within the seed noise of this data set):
 """),
         code(f"""
 x0 = torch.randn(N, {dim}, generator=torch.Generator().manual_seed(2))
-for n_calls in (4, 8):
-    compat = sliced_wasserstein(sample(models["reversed"], x0, hunyuan_compat(n_calls), REVERSED), ref)
-    corrected = sliced_wasserstein(sample(models["reversed"], x0, hunyuan_corrected(n_calls), REVERSED), ref)
-    claim_exact(f"trained model, N = {{n_calls}}: the corrected schedule is closer to the data", corrected < compat)
+compat = sliced_wasserstein(sample(models["reversed"], x0, hunyuan_compat(4), REVERSED), ref)
+corrected = sliced_wasserstein(sample(models["reversed"], x0, hunyuan_corrected(4), REVERSED), ref)
+claim_exact("trained model, N = 4: the corrected schedule is closer to the data by more than the seed noise",
+            compat - corrected > seed_noise)
 """),
         md("""
 *Pitfall guarded against:* counting model calls as steps. At small $N$ the appended `1.0` throws away a
