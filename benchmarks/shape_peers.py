@@ -32,10 +32,13 @@ shells skip them. Nothing of hy3dgen is stubbed that the timed code runs.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import importlib
 import importlib.util
 import json
 import math
+import multiprocessing as mp
+import os
 import sys
 import time
 import types
@@ -52,7 +55,7 @@ from flowlab.sampling import sample  # noqa: E402
 from flowlab.conventions import REVERSED  # noqa: E402
 from flowlab.shape.dit import DIT_CONFIGS, DiTConfig, ShapeDiT  # noqa: E402
 from flowlab.shape.fast import (GraphedVelocity, compile_blocks, compiled_query, decode_dense_fast,  # noqa: E402
-                                skip_noop_steps, uncompile_blocks)
+                                marching_cubes_parallel, skip_noop_steps, uncompile_blocks)
 from flowlab.shape.mesh import marching_cubes  # noqa: E402
 from flowlab.shape.pipeline import DiTVelocity, ShapePipeline, initial_latents  # noqa: E402
 from flowlab.shape.vae import KV, VAE_CONFIGS, ShapeVAE, VAEConfig  # noqa: E402
@@ -192,6 +195,18 @@ def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().max())
 
 
+def dstr(a: torch.Tensor, b: torch.Tensor) -> str:
+    """``max |a - b|`` and that over ``max |b|``."""
+    d = maxdiff(a, b)
+    return f"{d:.2e} (rel {d / max(float(b.double().abs().max()), 1e-30):.1e})"
+
+
+def _warm_worker(vol) -> int:
+    from skimage import measure
+
+    return len(measure.marching_cubes(vol, 0.5, method="lewiner")[0])
+
+
 def sdpa_choice(fn, device: torch.device) -> tuple[str | None, dict]:
     """Time ``fn`` (eager) under PyTorch's flash and cuDNN attention backends; the faster one's name and the times.
 
@@ -262,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--octree", type=int, default=384)
     ap.add_argument("--ref-chunks", type=int, nargs=2, default=[8000, 200000], help="reference decode chunk sizes")
-    ap.add_argument("--chunk-size", type=int, default=131072, help="flowlab fast decode chunk size")
+    ap.add_argument("--chunk-size", type=int, nargs="+", default=[32768, 131072],
+                    help="flowlab fast decode chunk sizes (the first is used end to end)")
+    ap.add_argument("--mc-workers", type=int, default=min(16, os.cpu_count() or 1),
+                    help="processes for the slab-parallel marching cubes (0: serial slabs)")
     ap.add_argument("--inside", type=float, default=0.02, help="fraction of the coarse grid put inside (bias shift)")
     ap.add_argument("--no-compile", action="store_true", help="fast path without torch.compile (graphs only)")
     ap.add_argument("--no-peer", action="store_true", help="skip hy3dgen")
@@ -274,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         device, dtype = torch.device("cpu"), torch.float32
         dcfg, vcfg, mini_dcfg, mini_vcfg = SMOKE_DIT, SMOKE_VAE, SMOKE_DIT, SMOKE_VAE
         n_cond, args.steps, args.octree = 10, 4, 16
-        args.ref_chunks, args.chunk_size = [1000, 3000], 2048
+        args.ref_chunks, args.chunk_size, args.mc_workers = [1000, 3000], [2048], 0
         torch.set_num_threads(1)
         compile_ok = False  # compiling costs tens of seconds on a CPU: tests/test_shape_fast.py covers it
         reps = 1
@@ -288,6 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         n_cond = 1370
         compile_ok = not args.no_compile
         reps = 5
+    pool = None
+    if args.mc_workers > 0:
+        # forked before CUDA starts; skimage holds the GIL, so marching cubes runs in processes
+        pool = cf.ProcessPoolExecutor(args.mc_workers, mp_context=mp.get_context("fork"))
+        warm = torch.zeros(3, 3, 3)
+        warm[1, 1, 1] = 1.0
+        list(pool.map(_warm_worker, [warm.numpy()] * args.mc_workers))
     ref, why = (None, "--no-peer given") if args.no_peer else import_reference()
     stage = Stage(device)
     rows: list[dict] = []
@@ -332,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             sec, peak, v_ref = stage(lambda: rdit(x2, t2, {"main": c2}), w_r, reps=reps)
             row(what, "hy3dgen", sec, peak)
         sec, peak, v = stage(lambda: dit(x2, t2, c2), w_f, reps=reps)
-        row(what, "flowlab readable", sec, peak, f"max|dv| {maxdiff(v, v_ref):.2e}" if ref else "")
+        row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(v, v_ref)}" if ref else "")
 
         att_dit, att_times = sdpa_choice(lambda: dit(x2, t2, c2), device)
         if att_dit:
@@ -359,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             row(what, "hy3dgen (its pipeline)", sec, peak)
         sec, peak, lat = stage(lambda: pipe.sample_latents(cond, steps=steps, guidance=5.0, seed=0), w_f,
                                warmup=0, reps=1)
-        row(what, "flowlab readable", sec, peak, f"max|dlat| {maxdiff(lat, lat_ref):.2e}" if ref else "")
+        row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(lat, lat_ref)}" if ref else "")
 
         # ---- fast DiT -------------------------------------------------------------------------------
         if device.type == "cuda":
@@ -386,15 +411,15 @@ def main(argv: list[str] | None = None) -> int:
             compile_blocks(dit)
         sec, peak, _ = stage(lambda: fast_step(xs, ts1), w_f, reps=reps)
         row("DiT step CFG b2 (+ CFG combine)", "flowlab fast", sec, max(peak, cap_peak),
-            f"max|dv| vs readable {maxdiff(v_fast, v_read):.2e}")
+            f"max|dv| vs readable {dstr(v_fast, v_read)}")
         ts = skip_noop_steps(pipe.schedule(steps))
 
         def fast_loop(step=fast_step, x0=x1, sched=ts):
             return sample(step, x0.clone(), sched, REVERSED, check_finite=False)
         sec, peak, lat_fast = stage(fast_loop, w_f, warmup=0, reps=1)
         row(what, f"flowlab fast ({ts.numel() - 1} calls)", sec, max(peak, cap_peak),
-            (f"max|dlat| {maxdiff(lat_fast, lat_ref):.2e}" if ref else "") +
-            f" vs readable {maxdiff(lat_fast, lat):.2e}")
+            (f"max|dlat| {dstr(lat_fast, lat_ref)}" if ref else "") +
+            f" vs readable {dstr(lat_fast, lat)}")
         res["latents_finite"] = bool(torch.isfinite(lat_fast).all())
 
         # ---- VAE + dense decode on the same latents -----------------------------------------------
@@ -409,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                                                               reps=reps)[:2])
         sec, peak, _ = stage(lambda: vae.decode_latents(lat), w_f, reps=reps)
         row("VAE post_kl + transformer", "flowlab", sec, peak,
-            f"max|dtok| {maxdiff(tokens, rtokens):.2e}" if ref else "")
+            f"max|dtok| {dstr(tokens, rtokens)}" if ref else "")
         r = args.octree
         what = f"dense decode R={r} ({(r + 1) ** 3 / 1e6:.1f} M pts)"
         vol_ref = None
@@ -420,12 +445,13 @@ def main(argv: list[str] | None = None) -> int:
                                                                         enable_pbar=False), w_r, warmup=0, reps=1)
                 row(what, f"hy3dgen, {ch} a chunk", sec, peak)
         if "readable-decode" not in args.skip:
-            sec, peak, vol_read = stage(lambda: decode_dense(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size),
+            big = max(args.chunk_size)
+            sec, peak, vol_read = stage(lambda: decode_dense(vae.geo_decoder, tokens, r, chunk_size=big),
                                         w_f, warmup=0, reps=1)
-            row(what, f"flowlab readable, {args.chunk_size}", sec, peak,
-                f"max|dlogit| {maxdiff(vol_read, vol_ref):.2e}" if ref else "")
-        t0 = time.perf_counter()
-        probe = torch.rand(1, min(args.chunk_size, (r + 1) ** 3), 3, device=device) * 2 - 1
+            row(what, f"flowlab readable, {big}", sec, peak,
+                f"max|dlogit| {dstr(vol_read, vol_ref)}" if ref else "")
+            del vol_read
+        probe = torch.rand(1, min(args.chunk_size[0], (r + 1) ** 3), 3, device=device) * 2 - 1
         pkv = vae.geo_decoder.prepare(tokens)
         att_dec, att_times = sdpa_choice(lambda: vae.geo_decoder.query(probe, pkv), device)
         if att_dec:
@@ -435,14 +461,18 @@ def main(argv: list[str] | None = None) -> int:
         del probe, pkv
         query = with_sdpa(compiled_query(vae.geo_decoder) if compile_ok else
                           (lambda p, k, v: vae.geo_decoder.query(p, KV(k=k, v=v))), att_dec)
-        decode_dense_fast(vae.geo_decoder, tokens, 8, chunk_size=args.chunk_size, query=query)  # compile
-        res["decode_compile_s"] = time.perf_counter() - t0
-        fast_decode = lambda: decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size,  # noqa: E731
-                                                query=query)
-        sec, peak, vol = stage(fast_decode, w_f, warmup=0, reps=1)
-        sign = f" sign agree {float(((vol > 0) == (vol_ref > 0)).float().mean()) * 100:.4f}%" if ref else ""
-        row(what, f"flowlab fast, {args.chunk_size}", sec, peak,
-            (f"max|dlogit| {maxdiff(vol, vol_ref):.2e}" if ref else "") + sign)
+        for ch in args.chunk_size:
+            t0 = time.perf_counter()
+            # compile (or warm up) at this chunk's shape, outside the timed decode
+            decode_dense_fast(vae.geo_decoder, tokens, max(1, math.ceil(ch ** (1 / 3))), chunk_size=ch, query=query)
+            res[f"decode_compile_s_{ch}"] = time.perf_counter() - t0
+            sec, peak, vol = stage(lambda ch=ch: decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=ch,
+                                                                   query=query), w_f, warmup=0, reps=1)
+            sign = f" sign agree {float(((vol > 0) == (vol_ref > 0)).float().mean()) * 100:.4f}%" if ref else ""
+            row(what, f"flowlab fast, {ch}", sec, peak,
+                (f"max|dlogit| {dstr(vol, vol_ref)}" if ref else "") + sign)
+            del vol
+        vol = decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size[0], query=query)
         res["inside_fraction"] = float((vol > 0).float().mean())
         t0 = time.perf_counter()
         try:
@@ -451,9 +481,17 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001
             res["mesh_same_latents"] = {"error": str(e)[:120]}
         res["marching_cubes_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        try:
+            pmesh = marching_cubes_parallel(vol[0], pool=pool)
+            res["mesh_same_latents"]["flowlab_slab_mc"] = int(pmesh.vertices.shape[0])
+        except Exception as e:  # noqa: BLE001
+            res["mesh_same_latents"]["slab_error"] = str(e)[:120]
+        res["marching_cubes_slabs_s"] = time.perf_counter() - t0
         if ref and "flowlab" in res["mesh_same_latents"]:
             res["mesh_same_latents"]["hy3dgen_volume"] = int(marching_cubes(vol_ref[0]).vertices.shape[0])
-        print(f"  marching cubes (CPU, skimage + trimesh merge) {res['marching_cubes_s']:.2f} s; vertices on the same "
+        print(f"  marching cubes (CPU, skimage + trimesh merge): readable {res['marching_cubes_s']:.2f} s, "
+              f"slabs on {args.mc_workers} processes {res['marching_cubes_slabs_s']:.2f} s; vertices on the same "
               f"latents {res['mesh_same_latents']}; inside {res['inside_fraction'] * 100:.2f}%", flush=True)
         del coarse
 
@@ -472,13 +510,13 @@ def main(argv: list[str] | None = None) -> int:
 
             def fast_e2e():
                 x = sample(fast_step, initial_latents(x1.shape, 0, dtype, device), ts, REVERSED, check_finite=False)
-                logits = decode_dense_fast(vae.geo_decoder, vae.decode_latents(x), r, chunk_size=args.chunk_size,
+                logits = decode_dense_fast(vae.geo_decoder, vae.decode_latents(x), r, chunk_size=args.chunk_size[0],
                                            query=query)
-                return marching_cubes(logits[0])
+                return marching_cubes_parallel(logits[0], pool=pool)
             sec, peak, m = stage(fast_e2e, w_f, warmup=0, reps=1)
             vf = int(m.vertices.shape[0])
             rel = f" ({(vf - verts_ref) / verts_ref * 100:+.3f}%)" if verts_ref else ""
-            row(what, "flowlab fast", sec, peak, f"vertices {vf}{rel}")
+            row(what, f"flowlab fast ({args.chunk_size[0]}, MC slabs)", sec, peak, f"vertices {vf}{rel}")
             res["e2e_vertices"] = {"flowlab": vf, "hy3dgen": verts_ref}
 
         uncompile_blocks(dit)
@@ -500,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             vd, vh = int(md.vertices.shape[0]), int(mh.vertices.shape[0])
             same = md.vertices.shape == mh.vertices.shape and bool((abs(md.vertices - mh.vertices) < 1e-6).all())
             dense_q = (r + 1) ** 3
-            per_q = next((x["seconds"] for x in rows if x["impl"].startswith("flowlab fast, ")), float("nan")) / dense_q
+            per_q = min((x["seconds"] for x in rows if x["impl"].startswith("flowlab fast, ")),
+                        default=float("nan")) / dense_q
             res["hierarchical"] = dict(queries=nq, dense_queries=dense_q, ratio=dense_q / nq, vertices_dense=vd,
                                        vertices_hier=vh, identical_mesh=same, implied_seconds=nq * per_q)
             print(f"  hierarchical R={r} (analytic sphere + torus): {nq / 1e6:.2f} M queries vs {dense_q / 1e6:.1f} M "
@@ -536,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
                     sec, peak, vr = stage(lambda: rd(xb, tb, {"main": cb}), w1, reps=reps)
                     row(what, "hy3dgen", sec, peak)
                 sec, peak, vm = stage(lambda: d(xb, tb, cb), w1, reps=reps)
-                row(what, "flowlab readable", sec, peak, f"max|dv| {maxdiff(vm, vr):.2e}" if ref else "")
+                row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(vm, vr)}" if ref else "")
                 if compile_ok:
                     compile_blocks(d)
                 mstep = with_sdpa(DiTVelocity(d, cond, guidance=5.0), att_dit)
@@ -568,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                                       device=device, dtype=dtype)
                 sec, peak, lt = stage(lambda: tpipe.sample_latents(cond, steps=5, guidance=5.0, seed=0), w1,
                                       warmup=1, reps=reps)
-                row(what, "flowlab readable", sec, peak, f"max|dlat| {maxdiff(lt, lr):.2e}" if ref else "")
+                row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(lt, lr)}" if ref else "")
                 if compile_ok:
                     compile_blocks(d)
                 tstep = with_sdpa(DiTVelocity(d, cond, guidance=5.0), att_dit)
@@ -577,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
                 sec, peak, ltf = stage(lambda: sample(tstep, xin.clone(), tts, REVERSED, check_finite=False), w1,
                                        warmup=1, reps=reps)
                 row(what, "flowlab fast", sec, peak,
-                    (f"max|dlat| {maxdiff(ltf, lr):.2e}" if ref else "") + f" vs readable {maxdiff(ltf, lt):.2e}")
+                    (f"max|dlat| {dstr(ltf, lr)}" if ref else "") + f" vs readable {dstr(ltf, lt)}")
             uncompile_blocks(d)
             del d, rd
             if device.type == "cuda":
@@ -595,6 +634,9 @@ def main(argv: list[str] | None = None) -> int:
                                 ("dense decode", "dense decode", f"hy3dgen, {args.ref_chunks[0]}"),
                                 ("end to end", "end to end", "hy3dgen")):
         f = pick(wp if label != "DiT step" else "DiT step CFG b2 (+", "flowlab fast")
+        if label == "dense decode":  # the fastest of the fast chunk sizes
+            f = min((x["seconds"] for x in rows if x["what"].startswith(wp) and x["impl"].startswith("flowlab fast")),
+                    default=None)
         p = pick(wp, ref_impl)
         if f is not None:
             ratio = f"{p / f:5.2f}x" if p else "  -  "
@@ -603,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  hy3dgen part NOT RUN: {why}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    if pool is not None:
+        pool.shutdown()
     return 0
 
 

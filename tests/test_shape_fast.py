@@ -12,8 +12,9 @@ from flowlab.conventions import REVERSED
 from flowlab.errors import FlowlabError
 from flowlab.sampling import sample
 from flowlab.shape.dit import DiTConfig, ShapeDiT
-from flowlab.shape.fast import (GraphedVelocity, compile_blocks, compiled_query, decode_dense_fast, skip_noop_steps,
-                                uncompile_blocks)
+from flowlab.shape.fast import (GraphedVelocity, compile_blocks, compiled_query, decode_dense_fast,
+                                marching_cubes_parallel, skip_noop_steps, uncompile_blocks)
+from flowlab.shape.mesh import marching_cubes
 from flowlab.shape.pipeline import DiTVelocity, ShapePipeline
 from flowlab.shape.vae import ShapeVAE, VAEConfig
 from flowlab.shape.volume import decode_dense
@@ -115,6 +116,29 @@ def test_compiled_query_agrees():
         got = decode_dense_fast(vae.geo_decoder, tokens, 6, chunk_size=100,
                                 query=compiled_query(vae.geo_decoder, backend="aot_eager"))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("slabs", [1, 3, 8])
+def test_slab_marching_cubes_gives_the_readable_mesh(slabs):
+    n = 41
+    ax = torch.linspace(-1, 1, n)
+    x, y, z = torch.meshgrid(ax, ax, ax, indexing="ij")
+    vol = 0.6 - (x ** 2 + y ** 2 + z ** 2).sqrt() + 0.1 * torch.sin(9 * x) * torch.sin(7 * y) * torch.sin(5 * z)
+    want = marching_cubes(vol)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        got = marching_cubes_parallel(vol, pool=pool, slabs=slabs)
+    assert got.vertices.shape == want.vertices.shape and got.faces.shape == want.faces.shape
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(want.vertices).query(got.vertices)
+    assert dist.max() < 1e-6 and len(set(idx.tolist())) == len(idx)  # a one-to-one match up to float32 round-off
+    # the same triangles: each face's vertices map to a face of the readable mesh
+    mapped = {tuple(sorted(f)) for f in idx[got.faces].tolist()}
+    assert mapped == {tuple(sorted(f)) for f in want.faces.tolist()}
+    with pytest.raises(FlowlabError):
+        marching_cubes_parallel(torch.ones(5, 5, 5))
 
 
 def test_graphed_velocity_refuses_cpu_and_bad_warmup():
