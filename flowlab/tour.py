@@ -21,6 +21,7 @@ from typing import Iterator
 from .claims import CLAIMS_FILE_ENV, NOTEBOOK_ENV
 from .device import DEVICE_ENV
 from .errors import FlowlabError
+from .io import write_atomic
 
 MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
@@ -88,12 +89,6 @@ def _copy_mathjax(out: Path) -> None:
     tmp.rename(target)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: int = 900, html: bool = True,
              progress: bool = True) -> tuple[list[NotebookRun], list[ClaimRow]]:
     """Execute ``notebooks`` into ``out``; return how each run went and every claim made."""
@@ -138,12 +133,12 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: int = 90
                 lines = [ln for ln in text.strip().splitlines() if ln.strip()]
                 err = lines[-1] if lines else type(exc).__name__
         runs.append(NotebookRun(path.name, time.perf_counter() - start, err))
-        _write_atomic(out / path.name, nbformat.writes(nb))
+        write_atomic(out / path.name, nbformat.writes(nb))
         if html:
             body, _ = exporter.from_notebook_node(nb)
             # require.js (a CDN script) only serves widgets, which the tutorials do not use
             body = re.sub(r'<script src="[^"]*require(\.min)?\.js"></script>', "", body)
-            _write_atomic(out / (path.stem + ".html"), body)
+            write_atomic(out / (path.stem + ".html"), body)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -151,7 +146,7 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: int = 90
     claims = [ClaimRow(**json.loads(line)) for line in claims_file.read_text().splitlines() if line.strip()] \
         if claims_file.exists() else []
     if html:
-        _write_atomic(out / "index.html", _index_html(runs, claims))
+        write_atomic(out / "index.html", _index_html(runs, claims))
     return runs, claims
 
 

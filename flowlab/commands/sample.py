@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,6 +24,7 @@ from torch import Tensor
 from ..conventions import CONVENTIONS, get_convention
 from ..device import resolve_device
 from ..errors import FlowlabError
+from ..io import write_atomic
 from ..metrics import energy_distance, sliced_wasserstein
 from ..sampling import METHODS, CallCounter, sample
 from ..schedules import shifted
@@ -90,23 +89,6 @@ def check_out(path: str | None) -> Path | None:
     if out.is_dir():
         raise FlowlabError(f"--out {path!r} is a directory; give a file name ending in .npz or .png")
     return out
-
-
-def write_atomic(path: Path, write: Callable[[object], None]) -> None:
-    """Write through a temporary file in the same directory, then rename: no partial file on failure."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise FlowlabError(f"could not write {str(path)!r}: {exc}") from None
-        raise
 
 
 def noise(n: int, dim: int, seed: int, device: torch.device, dtype: torch.dtype) -> Tensor:

@@ -9,7 +9,6 @@ mapping. The face winding is reversed (``faces[:, ::-1]``) so normals point outw
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from torch import Tensor
 
 from ..errors import FlowlabError
+from ..io import write_atomic
 
 __all__ = ["Mesh", "marching_cubes", "export_mesh", "EXPORT_FORMATS"]
 
@@ -86,18 +86,5 @@ def export_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
     data = mesh.to_trimesh().export(file_type=suffix[1:])
     if isinstance(data, str):
         data = data.encode()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise FlowlabError(f"cannot write {str(path)!r}: {e.strerror}; choose a writable --out path") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise FlowlabError(f"cannot write {str(path)!r}: {e.strerror}; choose a writable --out path") from None
+    write_atomic(path, data)
     return path
