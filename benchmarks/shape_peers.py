@@ -241,6 +241,53 @@ def with_sdpa(fn, name: str | None):
     return wrapped
 
 
+def floors(device: torch.device, att: dict, n_lat: int, n_cond: int, chunk: int, n_kv: int) -> dict:
+    """Measured floors of the two big stages: their attention and matrix-product work timed alone.
+
+    DiT step (CFG batch 2): 48 joint attentions over ``n_lat + n_cond`` tokens (16 heads of 64) and the
+    linear layers' FLOPs at the rate of a representative fp16 product. Dense decode: one cross-attention
+    of a ``chunk`` of queries over ``n_kv`` latents and 21 MFLOP of products per query.
+    """
+    from torch.nn.attention import sdpa_kernel
+
+    g = torch.Generator(device=device).manual_seed(0)
+    out = {}
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g, device=device, dtype=torch.float16)
+
+    def best_attn(q, k, v) -> float:
+        best = float("inf")
+        for name, be in att.items():
+            try:
+                with sdpa_kernel(be):
+                    best = min(best, time_fn(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v), device,
+                                             warmup=2, reps=5).median)
+            except Exception:  # noqa: BLE001
+                pass
+        return best / 1e3
+
+    def gemm_rate(m: int) -> float:
+        a, b = rnd(m, 1024), rnd(1024, 4096)
+        sec = time_fn(lambda: a @ b, device, warmup=2, reps=5).median / 1e3
+        return 2 * m * 1024 * 4096 / sec
+
+    n = n_lat + n_cond
+    q = rnd(2, 16, n, 64)
+    t_att = 48 * best_attn(q, q, q)
+    att_flop = 48 * 4 * 2 * 16 * n * n * 64
+    lin = 2 * 2 * n * (16 * 12 + 32 * 12.5) * 1024 * 1024  # 16 double (12 M weights a token), 32 single (12.5 M)
+    rate = gemm_rate(2 * n)
+    out["dit"] = dict(attention_ms=t_att * 1e3, attention_tflops=att_flop / t_att / 1e12, linear_ms=lin / rate * 1e3,
+                      linear_tflops=rate / 1e12)
+    qd, kd = rnd(1, 16, chunk, 64), rnd(1, 16, n_kv, 64)
+    t_att = best_attn(qd, kd, kd)
+    rate = gemm_rate(chunk)
+    out["decode_chunk"] = dict(attention_ms=t_att * 1e3, attention_tflops=4 * chunk * n_kv * 1024 / t_att / 1e12,
+                               linear_ms=21e6 * chunk / rate * 1e3, linear_tflops=rate / 1e12)
+    return out
+
+
 # ---- an analytic field behind the GeoDecoder interface --------------------------------------------------
 
 class AnalyticField:
@@ -621,6 +668,21 @@ def main(argv: list[str] | None = None) -> int:
             del d, rd
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+
+    if device.type == "cuda":
+        from torch.nn.attention import SDPBackend
+
+        fl = floors(device, {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION},
+                    vcfg.num_latents, n_cond, args.chunk_size[0], vcfg.num_latents)
+        res["floors"] = fl
+        d, c = fl["dit"], fl["decode_chunk"]
+        n_chunks = math.ceil((args.octree + 1) ** 3 / args.chunk_size[0])
+        print(f"  floors: DiT step = attention {d['attention_ms']:.1f} ms ({d['attention_tflops']:.0f} TFLOP/s) + "
+              f"linear layers {d['linear_ms']:.1f} ms ({d['linear_tflops']:.0f} TFLOP/s) = "
+              f"{d['attention_ms'] + d['linear_ms']:.1f} ms before any element-wise work; dense decode = "
+              f"{n_chunks} chunks x (attention {c['attention_ms']:.2f} ms ({c['attention_tflops']:.0f} TFLOP/s) + "
+              f"products {c['linear_ms']:.2f} ms) = {n_chunks * (c['attention_ms'] + c['linear_ms']) / 1e3:.2f} s",
+              flush=True)
 
     # ---- summary ---------------------------------------------------------------------------------------
     def pick(what_prefix: str, impl_prefix: str) -> float | None:
