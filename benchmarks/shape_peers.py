@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import math
@@ -86,6 +87,8 @@ def import_reference() -> tuple[types.SimpleNamespace | None, str]:
         if name not in sys.modules:
             shell = types.ModuleType(name, "package shell inserted by benchmarks/shape_peers.py")
             shell.__path__ = [str(path)]
+            shell.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            shell.__spec__.submodule_search_locations = [str(path)]
             sys.modules[name] = shell
     try:
         dit_mod = importlib.import_module("hy3dgen.shapegen.models.denoisers.hunyuan3ddit")

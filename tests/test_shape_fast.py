@@ -151,6 +151,7 @@ def test_graphed_velocity_refuses_cpu_and_bad_warmup():
 
 
 def test_peer_benchmark_smoke(capsys):
+    has_reference = importlib.util.find_spec("hy3dgen") is not None
     spec = importlib.util.spec_from_file_location("shape_peers", ROOT / "benchmarks" / "shape_peers.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["shape_peers"] = mod
@@ -158,7 +159,8 @@ def test_peer_benchmark_smoke(capsys):
     assert mod.main(["--smoke", "--skip", "mini"]) == 0
     out = capsys.readouterr().out
     assert "flowlab fast" in out and "identical mesh" in out
-    if importlib.util.find_spec("hy3dgen") is None:
+    assert importlib.util.find_spec("hy3dgen") is not None or not has_reference  # shells keep a valid spec
+    if not has_reference:
         assert "hy3dgen part NOT RUN" in out
     else:
         assert "max|dlat| 0.00e+00" in out  # float32 on CPU: bitwise the reference
