@@ -45,12 +45,17 @@ def test_writes_a_valid_glb_and_the_same_mesh_in_both_conventions(folder: Path, 
     a, b = tmp_path / "rev.glb", tmp_path / "conv.glb"
     assert _run(folder, a, "--convention", "reversed") == 0
     out = capsys.readouterr().out
-    assert "wrote" in out and "6 model calls, 5 effective steps" in out
+    assert "wrote" in out and "6 model calls, 6 effective steps" in out  # default schedule: no wasted call
     assert _run(folder, b, "--convention", "conventional") == 0
     ma, mb = trimesh.load(a, force="mesh"), trimesh.load(b, force="mesh")
     assert len(ma.faces) > 0
     assert ma.vertices.shape == mb.vertices.shape and np.array_equal(ma.faces, mb.faces)
     assert np.abs(ma.vertices - mb.vertices).max() < 1e-4
+
+
+def test_reference_schedule_wastes_the_last_call(folder: Path, tmp_path: Path, capsys) -> None:
+    assert _run(folder, tmp_path / "ref.glb", "--schedule", "reference") == 0
+    assert "6 model calls, 5 effective steps" in capsys.readouterr().out
 
 
 def test_other_formats_and_options(folder: Path, tmp_path: Path) -> None:

@@ -91,6 +91,10 @@ def test_time_embedding_defaults_are_the_reference_quirk() -> None:
 
 def test_schedules() -> None:
     assert shape_schedule(3).tolist() == [0.0, 0.5, 1.0, 1.0]
+    assert shape_schedule(3, wasted_last_step=False).tolist() == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+    corrected_shift = shape_schedule(4, shift=3.0, wasted_last_step=False)
+    assert corrected_shift.shape == (5,) and corrected_shift[-1].item() == 1.0
+    assert bool((corrected_shift[1:] > corrected_shift[:-1]).all())
     assert shape_schedule(5, "consistency", pcm_timesteps=100)[-2].item() == pytest.approx(0.7998, abs=1e-4)
     shifted = shape_schedule(5, shift=3.0)
     assert shifted[1] > 0.25 and shifted[-1] == shifted[-2] == 1.0  # the SD3 shift on reversed t: toward data

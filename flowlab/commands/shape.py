@@ -15,9 +15,11 @@ on one image and write the mesh (.glb, .obj or .ply).
 --model is a folder, or a Hugging Face repo id (tencent/Hunyuan3D-2 or tencent/Hunyuan3D-2/SUBFOLDER) looked
 up in $HY3DGEN_MODELS (default ~/.cache/hy3dgen) and the Hugging Face cache; --download fetches it.
 
---convention reversed samples the model as released (t: 0 = noise -> 1 = data) with the reference's exact
-arithmetic (fp16-rounded t, the schedule whose last step is wasted); --convention conventional samples
-the flipped model (sigma = 1 - t, v' = -v) along sigma: 1 -> 0. Both give the same mesh up to round-off.
+--convention reversed samples the model as released (t: 0 = noise -> 1 = data); --convention conventional
+samples the flipped model (sigma = 1 - t, v' = -v) along sigma: 1 -> 0. Both give the same mesh up to
+round-off. --schedule corrected (default) makes --steps effective steps from --steps model calls;
+--schedule reference reproduces hy3dgen's schedule, whose last call is wasted (linspace(0, 1, N) + [1.0]).
+With --schedule reference --time-rounding reference the arithmetic is the reference's, bit for bit.
 --embedding FILE (.safetensors / .pt / .npy with one (1, L, 1536) tensor) skips the image encoder."""
 
 
@@ -36,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-rounding", default="reference", choices=["reference", "none"],
                         help="t fed to the DiT: 'reference' rounds 1000 t to the latents' dtype as hy3dgen does "
                              "(bitwise parity); 'none' passes float32 t")
+    parser.add_argument("--schedule", default="corrected", choices=["corrected", "reference"],
+                        help="'corrected': N effective steps from N calls (default); 'reference': hy3dgen's "
+                             "linspace(0, 1, N) + [1.0], whose last call is wasted")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (CPU generator)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
@@ -92,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr, disable=quiet)
     latents = pipe.sample_latents(cond, steps=args.steps, guidance=args.guidance, convention=args.convention,
                                   seed=args.seed, exact=args.time_rounding == "reference",
+                                  wasted_last_step=args.schedule == "reference",
                                   callback=lambda info: bar.update(1))
     bar.close()
     n = args.octree + 1
@@ -103,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     mesh = pipe.mesh(logits)
     export_mesh(mesh, out)
-    eff = n_effective_steps(pipe.schedule(args.steps))
+    eff = n_effective_steps(pipe.schedule(args.steps, wasted_last_step=args.schedule == "reference"))
     print(f"wrote {out}: {mesh.vertices.shape[0]} vertices, {mesh.faces.shape[0]} faces "
           f"({args.convention} convention, {args.steps} model calls, {eff} effective steps, seed {args.seed})")
     return 0

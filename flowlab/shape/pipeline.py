@@ -30,7 +30,7 @@ from .. import functional as Fn
 from ..conventions import CONVENTIONAL, REVERSED, get_convention
 from ..errors import FlowlabError
 from ..sampling import StepInfo, flip, sample
-from ..schedules import hunyuan_compat, hunyuan_turbo, to_conventional
+from ..schedules import hunyuan_compat, hunyuan_corrected, hunyuan_turbo, to_conventional
 from .checkpoint import (ModelFolder, find_model_folder, load_strict, read_state_dict, split_prefixed,
                          target_kind)
 from .dit import DiTConfig, ShapeDiT
@@ -95,19 +95,23 @@ class DiTVelocity:
         return self.dit(x, t_in, cond, guidance=g)
 
 
-def shape_schedule(steps: int, scheduler: str = "flow", *, pcm_timesteps: int = 100, shift: float = 1.0) -> Tensor:
-    """The reference's schedule in the REVERSED convention, float32, shape (steps + 1,).
+def shape_schedule(steps: int, scheduler: str = "flow", *, pcm_timesteps: int = 100, shift: float = 1.0,
+                   wasted_last_step: bool = True) -> Tensor:
+    """The schedule in the REVERSED convention, float32, shape (steps + 1,), for ``steps`` model calls.
 
-    ``scheduler="flow"``: :func:`hunyuan_compat` (the wasted last step included);
-    ``"consistency"`` (turbo): :func:`hunyuan_turbo`. ``shift`` != 1 applies the reference's SD3 formula
-    ``s t / (1 + (s - 1) t)`` to the reversed ``t`` unchanged (which pushes steps toward the data).
+    ``scheduler="flow"`` with ``wasted_last_step=True``: the reference's :func:`hunyuan_compat`
+    (``linspace(0, 1, N)`` plus 1.0: N calls, N - 1 effective steps); with ``False``:
+    :func:`hunyuan_corrected` (``linspace(0, 1, N + 1)``: N calls, N effective steps).
+    ``"consistency"`` (turbo): :func:`hunyuan_turbo` (no wasted step either way). ``shift`` != 1 applies
+    the reference's SD3 formula ``s t / (1 + (s - 1) t)`` to the reversed ``t`` unchanged (which pushes
+    steps toward the data).
     """
     if scheduler == "flow":
-        ts = hunyuan_compat(steps)
+        ts = hunyuan_compat(steps) if wasted_last_step else hunyuan_corrected(steps)
         if shift != 1.0:
-            t64 = torch.from_numpy(np.linspace(0.0, 1.0, steps))
+            t64 = torch.from_numpy(np.linspace(0.0, 1.0, steps if wasted_last_step else steps + 1))
             t64 = shift * t64 / (1 + (shift - 1) * t64)
-            ts = torch.cat([t64.float(), torch.ones(1)])
+            ts = torch.cat([t64.float(), torch.ones(1)]) if wasted_last_step else t64.float()
         return ts
     if scheduler == "consistency":
         return hunyuan_turbo(steps, pcm_timesteps)
@@ -240,18 +244,23 @@ class ShapePipeline:
         return cond.to(self.device, self.dtype)
 
     # ---- sampling ---------------------------------------------------------------------------
-    def schedule(self, steps: int) -> Tensor:
-        """Reversed-convention schedule for ``steps`` model calls."""
-        return shape_schedule(steps, self.scheduler, pcm_timesteps=self.pcm_timesteps, shift=self.shift)
+    def schedule(self, steps: int, *, wasted_last_step: bool = True) -> Tensor:
+        """Reversed-convention schedule for ``steps`` model calls (see :func:`shape_schedule`)."""
+        return shape_schedule(steps, self.scheduler, pcm_timesteps=self.pcm_timesteps, shift=self.shift,
+                              wasted_last_step=wasted_last_step)
 
     @torch.no_grad()
     def sample_latents(self, cond: Tensor, *, steps: int = 50, guidance: float | None = 5.0,
                        convention: str = "reversed", seed: int = 0, exact: bool = True,
+                       wasted_last_step: bool | None = None,
                        latents: Tensor | None = None,
                        callback: Callable[[StepInfo], None] | None = None) -> Tensor:
         """Sample latents (B, num_latents, 64) from noise for image tokens ``cond`` (B, L, C).
 
         ``convention`` is 'reversed' (as released) or 'conventional' (through :func:`flowlab.sampling.flip`).
+        ``exact=True`` reproduces the reference: fp16-rounded t and, unless ``wasted_last_step`` says
+        otherwise, its schedule whose last of ``steps`` calls is wasted. ``wasted_last_step=False`` gives
+        ``steps`` effective steps from ``steps`` calls (what ``flowlab shape`` does by default).
         The callback sees x, t, v and the predictions in that convention.
         """
         conv = get_convention(convention)
@@ -262,7 +271,7 @@ class ShapePipeline:
         if latents is None:
             latents = initial_latents((b, *self.vae.latent_shape), seed, self.dtype, self.device)
         model = DiTVelocity(self.dit, cond, guidance=guidance, exact=exact)
-        ts = self.schedule(steps)
+        ts = self.schedule(steps, wasted_last_step=exact if wasted_last_step is None else wasted_last_step)
         try:
             if conv is REVERSED:
                 return sample(model, latents, ts, REVERSED, callback=callback)
