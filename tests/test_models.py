@@ -14,13 +14,7 @@ from flowlab.models import (FORMAT, MLPConfig, VelocityMLP, load_model, save_mod
 SMALL = MLPConfig(dim=2, hidden=32, depth=2, time_dim=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread is much faster than several fighting over shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one CPU thread (conftest)
 
 
 def _rand(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:

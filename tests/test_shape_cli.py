@@ -17,13 +17,7 @@ from flowlab.shape.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one CPU thread is faster (no oversubscription) and deterministic."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one CPU thread (conftest)
 
 ARGS = ["--steps", "6", "--octree", "24", "--quiet"]
 

@@ -24,12 +24,7 @@ VAE = VAEConfig(num_latents=16, embed_dim=8, width=32, heads=4, num_decoder_laye
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one CPU thread (conftest)
 
 
 def _randomised(m: torch.nn.Module, seed: int) -> torch.nn.Module:

@@ -18,20 +18,14 @@ from flowlab.shape import checkpoint as ck  # noqa: E402
 from flowlab.shape.conditioner import load_image  # noqa: E402
 from flowlab.shape.dit import ShapeDiT  # noqa: E402
 from flowlab.shape.embedding import load_embedding, save_embedding  # noqa: E402
-from flowlab.shape.mesh import Mesh, export_mesh, marching_cubes  # noqa: E402
+from flowlab.shape.mesh import export_mesh, marching_cubes  # noqa: E402
 from flowlab.shape.pipeline import load_pipeline  # noqa: E402
 from flowlab.shape.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
 from flowlab.shape.vae import ShapeVAE  # noqa: E402
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one CPU thread is faster (no oversubscription) and deterministic."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one CPU thread (conftest)
 
 DATA = Path(__file__).parent / "data" / "hy3dgen"
 

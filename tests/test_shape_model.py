@@ -4,20 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowlab.shape.dit import DiTConfig, ShapeDiT, timestep_embedding
+from flowlab.shape.dit import DiTConfig, timestep_embedding
 from flowlab.shape.pipeline import DiTVelocity, reference_time, shape_schedule
 from flowlab.shape.tiny import TINY_DIT, tiny_cond, tiny_pipeline
 from flowlab.shape.volume import decode_dense, decode_hierarchical, octree_levels
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one CPU thread is faster (no oversubscription) and deterministic."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one CPU thread (conftest)
 
 
 class Recorder(torch.nn.Module):

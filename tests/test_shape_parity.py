@@ -31,13 +31,7 @@ SMALL = FACTS["small"]
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The fixtures were made with one CPU thread; bitwise fp16 parity should not depend on the core count."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one CPU thread (conftest)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
