@@ -37,7 +37,7 @@ from .errors import FlowlabError
 
 __all__ = [
     "PINS", "NO_DEPS", "require", "load_k_diffusion_sampling", "ProbeNet", "probe_network",
-    "Card", "CARDS", "card", "Measurement", "verify", "verify_all", "atlas_table", "load_scheduler_fixture",
+    "Card", "CARDS", "card", "Measurement", "verify", "verify_all", "atlas_table", "paths_table", "load_scheduler_fixture",
     "diffusers_pred_x0", "diffusers_terminal_sigma", "sd3_shift",
     "ddim_flow_time", "ddim_to_flow", "ddim_flow_velocity",
 ]
@@ -644,6 +644,16 @@ def atlas_table(measurements: list[Measurement]) -> str:
         cfg = "w = g - 1 (0 = none)" if c.guidance == _CFG_W else "g (1 = none)"
         lines.append(f"| {c.system} | {c.convention} | {time_short} | {c.network_output} | "
                      f"{c.data_prediction.split('; ')[0]} | {cfg} | {status} |")
+    return "\n".join(lines)
+
+
+def paths_table() -> str:
+    """One markdown table of every card's path: interpolant, network output, data and noise predictions."""
+    lines = ["| card | convention | interpolant | network output | data prediction | noise prediction |",
+             "|---|---|---|---|---|---|"]
+    for c in CARDS:
+        lines.append(f"| {c.system.split(' (')[0]} | {c.convention} | {c.interpolant} | {c.network_output} | "
+                     f"{c.data_prediction.split('; ')[0]} | {c.noise_prediction} |")
     return "\n".join(lines)
 
 
