@@ -14,7 +14,6 @@ Notation (notebooks/NOTATION.md): D = data, E = noise, conventional time ``sigma
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -46,12 +45,6 @@ CONVENTION_STYLE = {
     "reversed": dict(color="tab:green", lw=0.9, alpha=0.9, ls="--"),
 }
 _WIDTH = 9.6
-
-
-def _label(conv: Convention) -> str:
-    """``conventional ($\\sigma$: 1 → 0)`` / ``reversed ($t$: 0 → 1)``."""
-    sym = r"$\sigma$" if conv.symbol == "sigma" else r"$t$"
-    return f"{conv.name} ({sym}: {conv.t_noise} → {conv.t_data})"
 
 
 def _sym(conv: Convention) -> str:
@@ -519,7 +512,7 @@ def predictions_over_t(trajs: Mapping[str, object], levels: Sequence[float] = (0
     frame = _traj_limits(trajs)
     for r, name in enumerate(names):
         tr = trajs[name]
-        conv = tr_convention(name)
+        conv = _convention(name)
         for c, u in enumerate(levels):
             i = _index_at_level(tr, conv, u)
             time = float(tr.ts[i])
@@ -538,7 +531,7 @@ def predictions_over_t(trajs: Mapping[str, object], levels: Sequence[float] = (0
     return fig
 
 
-def tr_convention(name: str) -> Convention:
+def _convention(name: str) -> Convention:
     from .conventions import get_convention
 
     return get_convention(name)
@@ -590,7 +583,7 @@ def show_predictions_over_t(trajs: Mapping[str, object], levels: Sequence[float]
             out.clear_output(wait=True)
             f, axes = _grid(1, len(names), dim, 4.2)
             for k, name in enumerate(names):
-                tr, conv = trajs[name], tr_convention(name)
+                tr, conv = trajs[name], _convention(name)
                 i = _index_at_level(tr, conv, 1 - slider.value)
                 _prediction_panel(axes[0, k], _np(tr.xs[i]), _np(tr.pred_data[i]), _np(tr.pred_noise[i]),
                                   f"{name}, ${_sym(conv)} = {float(tr.ts[i]):.2f}$", legend=(k == 0))
