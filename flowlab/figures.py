@@ -106,7 +106,7 @@ def segment_jumps(time: float = 0.4) -> Figure:
         ax.set_xlabel("$x_1$ (first coordinate)")
         ax.set_aspect("equal")
     axes[0].set_ylabel("$x_2$ (second coordinate)")
-    axes[0].set_xlim(-2.9, 3.3)
+    axes[0].set_xlim(-3.5, 3.5)
     axes[0].set_ylim(-2.1, 2.3)
     fig.suptitle(r"Euler jump $x' = x + (s' - s)\,v$ to both ends; the dark arrow is one sampling step", fontsize=11)
     fig.tight_layout()
