@@ -571,6 +571,9 @@ def show_predictions_over_t(trajs: Mapping[str, object], levels: Sequence[float]
     import ipywidgets as widgets
     from IPython.display import display
 
+    display(fig)  # the static view first; the slider and its panels below it
+    plt.close(fig)
+
     names = list(trajs)
     frame = _traj_limits(trajs)
     dim = len(frame)
@@ -590,7 +593,8 @@ def show_predictions_over_t(trajs: Mapping[str, object], levels: Sequence[float]
                 axes[0, k].set_xlabel("$x_1$")
                 _apply_frame(axes[0, k], frame)
             f.tight_layout()
-            plt.show()
+            display(f)
+            plt.close(f)
 
     slider.observe(redraw, names="value")
     redraw()
