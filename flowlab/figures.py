@@ -14,6 +14,7 @@ Notation (notebooks/NOTATION.md): D = data, E = noise, conventional time ``sigma
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -228,7 +229,7 @@ def trajectories_2d(trajectories: Mapping[str, Tensor], unflipped: Tensor | None
         if xs.ndim != 3 or xs.shape[-1] != 2:
             raise FlowlabError(f"trajectories_2d: {name} states must be (S + 1, B, 2), got {tuple(xs.shape)}")
     panels = 2 if unflipped is not None else 1
-    fig, axes = plt.subplots(1, panels, figsize=(_WIDTH if panels == 2 else 5.2, 5.2), sharex=True, sharey=True,
+    fig, axes = plt.subplots(1, panels, figsize=(_WIDTH if panels == 2 else 5.2, 5.8), sharex=True, sharey=True,
                              squeeze=False)
     axes = axes[0]
     everything = [xs[:, :n_lines].reshape(-1, 2) for xs in trajectories.values()]
@@ -265,13 +266,19 @@ def trajectories_2d(trajectories: Mapping[str, Tensor], unflipped: Tensor | None
         ax2.scatter(*arr[0].T, s=10, color=NOISE_COLOR, zorder=3, label="start (noise)")
         ax2.scatter(*arr[-1].T, s=10, color="black", zorder=3, label="end")
         ax2.set_title(r"without flip(): $v_{\mathrm{conv}}(x, t)$ used as $v_{\mathrm{rev}}$", fontsize=10.5)
+    # a few far paths would shrink the rest to a dot: then the axes turn logarithmic beyond +-3
+    # (the same scale on both axes and panels, so nothing is clipped and the middle keeps its shape)
+    far = half > 4.5
     for a in axes:
+        if far:
+            _symlog(a, "x", 3.0, half, linscale=3.0)
+            _symlog(a, "y", 3.0, half, linscale=3.0)
         a.set_xlim(-half, half)
         a.set_ylim(-half, half)
         a.set_aspect("equal")
-        a.set_xlabel("$x_1$")
-        a.legend(loc="lower left", fontsize=8.5, markerscale=2, framealpha=0.85)
-    axes[0].set_ylabel("$x_2$")
+        a.set_xlabel("$x_1$" + (" (linear in ±3, log beyond)" if far else ""))
+        a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8.5, markerscale=2, frameon=False)
+    axes[0].set_ylabel("$x_2$" + (" (linear in ±3, log beyond)" if far else ""))
     fig.tight_layout()
     return fig
 
@@ -403,14 +410,16 @@ def guidance_trajectories(ts: Tensor, runs: Mapping[str, Tensor], *, boundary: f
     return fig
 
 
-def _symlog(ax: plt.Axes, axis: str, linthresh: float, big: float) -> None:
+def _symlog(ax: plt.Axes, axis: str, linthresh: float, big: float, *, linscale: float = 2.0) -> None:
     """Symmetric log scale, linear (and wide) in ``[-linthresh, linthresh]``, with plain-number ticks."""
-    getattr(ax, f"set_{axis}scale")("symlog", linthresh=linthresh, linscale=2.0)
+    getattr(ax, f"set_{axis}scale")("symlog", linthresh=linthresh, linscale=linscale)
     ticks = [0.0, 2.0]
     decade = 10.0
     while decade < big:
         ticks.append(decade)
         decade *= 10
+    if len(ticks) == 2 and big > 1.5 * linthresh:  # no decade in range: mark the far end instead
+        ticks.append(float(math.floor(big / 1.08)))
     ticks = sorted({-t for t in ticks if t} | set(ticks))
     getattr(ax, f"set_{axis}ticks")(ticks, [f"{t:g}" for t in ticks])
     getattr(ax, f"set_{axis}ticks")([], minor=True)
