@@ -331,7 +331,7 @@ def check_velocity_to_score(fn: object) -> str:
         Candidate(-(x - tc * v) / (1 - tc), "that is the score of the straight reversed path, -(x - t v) / (1 - t). "
                                             "On this path E = (x - t v) / (1 + t^2) and beta = 1 - t^2."),
     ], what="velocity_to_score")
-    return f"score = {sp.sstr(S.in_own_symbol(EXERCISE_PATH, expr))} = -E / (1 - t^2), as SymPy derives."
+    return f"the score is {sp.sstr(S.in_own_symbol(EXERCISE_PATH, expr))} = -E / (1 - t^2), as SymPy derives."
 
 
 # ---- 10: guidance with the data prediction ------------------------------------------------------------
@@ -381,7 +381,7 @@ def check_guided_velocity(fn: object) -> str:
     mine = float(region.inside(out, margin=0.05).float().mean())
     wrong = guidance_demo("reversed", "noise").fraction_inside
     none = guidance_demo("reversed", None).fraction_inside
-    return (f"v' = v + delta / (1 - t). Guiding the eight Gaussians toward x >= 1 with your formula puts "
+    return (f"the corrected velocity is v' = v + delta / (1 - t). Guiding the eight Gaussians toward x >= 1 with your formula puts "
             f"{100 * mine:.0f}% of the samples there; guiding x - t v instead (#124) puts {100 * wrong:.0f}%, "
             f"no guidance {100 * none:.0f}%.")
 

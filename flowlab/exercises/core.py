@@ -138,6 +138,7 @@ def exercise(number: int, name: str) -> Callable[[Callable[..., str]], Callable[
                 status, text = "wrong", exc.args[0]
             except StudentError as exc:
                 status, text = "error", exc.args[0]
+            text = text[:1].upper() + text[1:]
             return Result(number, name, status, f"{head}{_HEAD[status]}. {text}")
 
         check.exercise_number = number  # type: ignore[attr-defined]
