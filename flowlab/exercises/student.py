@@ -24,10 +24,12 @@ import nbformat
 from ..errors import FlowlabError
 from ..io import write_atomic
 
-__all__ = ["SOLUTION_TAG", "strip_solution", "student_notebook", "find_exercise_notebooks",
+__all__ = ["SOLUTION_TAG", "STUDENT_TAG", "strip_solution", "student_notebook", "find_exercise_notebooks",
            "write_student_notebooks"]
 
 SOLUTION_TAG = "solution"
+#: What a solution cell is tagged with in the student version (the cell the student fills in).
+STUDENT_TAG = "your-turn"
 _BEGIN = re.compile(r"^\s*# BEGIN SOLUTION\s*$")
 _END = re.compile(r"^\s*# END SOLUTION\s*$")
 _STUB = re.compile(r"^(\s*)# STUB: ?(.*)$")
@@ -85,6 +87,7 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
             if cell.cell_type != "code":
                 raise FlowlabError(f"{where}: only code cells can be tagged '{SOLUTION_TAG}'")
             cell.source = strip_solution(text, where)
+            cell.metadata["tags"] = [STUDENT_TAG if tag == SOLUTION_TAG else tag for tag in tags]
             n_solutions += 1
         elif any(_BEGIN.match(line) or _END.match(line) for line in text.splitlines()):
             raise FlowlabError(f"{where}: has solution markers but is not tagged '{SOLUTION_TAG}'; tag it, or the "
@@ -95,9 +98,9 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
             cell.metadata.pop("execution", None)
     if n_solutions == 0:
         raise FlowlabError(f"{name}: no cell is tagged '{SOLUTION_TAG}'; is this a solved exercise notebook?")
-    out.cells.insert(1, nbformat.v4.new_markdown_cell(_BANNER))
-    out.cells[1].pop("id", None)
-    nbformat.validator.normalize(out)
+    banner = nbformat.v4.new_markdown_cell(_BANNER)
+    banner["id"] = "student-version"
+    out.cells.insert(1, banner)
     return out
 
 
