@@ -109,7 +109,11 @@ def call(fn: object, *args: Any, what: str) -> Any:
     except NotImplementedError:
         raise NotDone(f"`{what}` still raises NotImplementedError.") from None
     except Exception as exc:  # any mistake in student code: a short message, never a traceback
-        raise StudentError(f"`{what}` raised {type(exc).__name__}: {_first_line(exc)}.{_error_hint(exc)}") from None
+        from ..errors import FlowlabError
+
+        limit = 400 if isinstance(exc, FlowlabError) else 160  # flowlab's own messages say what to do
+        raise StudentError(f"`{what}` raised {type(exc).__name__}: {_first_line(exc, limit)}."
+                           f"{_error_hint(exc)}") from None
     if _is_unfilled(out):
         raise NotDone(f"`{what}` returns {out!r}: fill in the body.")
     return out
