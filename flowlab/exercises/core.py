@@ -16,6 +16,7 @@ In a notebook a check is the last expression of its cell, so IPython shows the t
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -126,6 +127,13 @@ def need(value: object, what: str) -> object:
     return value
 
 
+def _sentence(text: str) -> str:
+    """Capitalise a text that starts with an ordinary word ("matches ..."), not one that starts with code
+    ("pred_x0 = ...", "flip(model) ...")."""
+    first = text.split(" ", 1)[0]
+    return text[:1].upper() + text[1:] if re.fullmatch(r"[a-z]{2,}[,:.?]?", first) else text
+
+
 def exercise(number: int, name: str) -> Callable[[Callable[..., str]], Callable[..., Result]]:
     """Decorator turning a check body (returns the PASS text, raises NotDone / Wrong / StudentError)
     into a check that always returns a :class:`Result`."""
@@ -142,7 +150,7 @@ def exercise(number: int, name: str) -> Callable[[Callable[..., str]], Callable[
                 status, text = "wrong", exc.args[0]
             except StudentError as exc:
                 status, text = "error", exc.args[0]
-            text = text[:1].upper() + text[1:]
+            text = _sentence(text)
             return Result(number, name, status, f"{head}{_HEAD[status]}. {text}")
 
         check.exercise_number = number  # type: ignore[attr-defined]
