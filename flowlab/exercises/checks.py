@@ -9,7 +9,6 @@ per-sample times ``t: (B,)``.
 """
 from __future__ import annotations
 
-
 import sympy as sp
 import torch
 from torch import Tensor
