@@ -341,7 +341,9 @@ def format_measured(kind: str, error: float | None, tol: float | None, passed: b
 def landing_body(site: Site, runs: list, claims: list, summaries: dict, *, interrupted: bool,
                  total: int) -> str:
     """The landing page: what flowlab is, the reading order, the verification table per notebook."""
-    e = _html.escape
+    def e(text: str) -> str:
+        return _html.escape(text, quote=False)
+
     by_nb: dict[str, list] = {}
     for c in claims:
         by_nb.setdefault(c.notebook, []).append(c)
