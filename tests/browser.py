@@ -46,8 +46,13 @@ CHECK_JS = r"""
                         "SVG", "NOSCRIPT", "KBD", "SAMP"]);
   const scope = document.querySelectorAll(SCOPE);
   const r = {merrors: [], untypeset: [], brokenImages: [], links: [], anchorsMissing: [], math: 0, images: 0};
+  const seen = new Set();  // one entry per formula in error
   for (const e of document.querySelectorAll('mjx-merror, [data-mml-node="merror"], [data-mjx-error]')) {
-    r.merrors.push((e.getAttribute("data-mjx-error") || e.getAttribute("title") || e.textContent || "merror").slice(0, 200));
+    const owner = e.closest("mjx-container") || e;
+    if (seen.has(owner)) continue;
+    seen.add(owner);
+    const msg = owner.querySelector("[data-mjx-error]") || e;
+    r.merrors.push((msg.getAttribute("data-mjx-error") || msg.getAttribute("title") || msg.textContent || "merror").slice(0, 200));
   }
   for (const _ of ((document.body && document.body.innerText) || "").matchAll(/Math Processing Error/g)) {
     r.merrors.push("[Math Processing Error]");
@@ -286,7 +291,7 @@ _anchor_cache: dict[Path, set[str]] = {}
 def _anchors(path: Path) -> set[str]:
     if path not in _anchor_cache:
         text = path.read_text(encoding="utf-8", errors="replace")
-        _anchor_cache[path] = set(re.findall(r'\b(?:id|name)="([^"]+)"', text))
+        _anchor_cache[path] = set(a or b for a, b in re.findall(r"""\b(?:id|name)=(?:"([^"]+)"|'([^']+)')""", text))
     return _anchor_cache[path]
 
 
