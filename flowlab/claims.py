@@ -11,12 +11,14 @@ can label it: ``"exact"`` (holds exactly: a symbolic identity, an equal count; t
 ``"abs error"`` / ``"rel error"`` (an absolute / relative difference), ``"error"`` (a measured gap
 of another sort), ``"ratio"`` (a quotient compared with a bound) or ``"fraction"`` (a share of
 items, 0 to 1). When ``kind`` is not given it is inferred: tolerance 0 -> exact; a statement that
-mentions "ratio" -> ratio, "fraction" -> fraction, "relative" -> rel error; otherwise error.
+mentions "ratio" or ends with a parenthesis that holds a quotient ("... (SW2 / seed noise)") -> ratio;
+"fraction" -> fraction; "relative" -> rel error; "abs" (max abs) -> abs error; otherwise error.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 import os
 
 __all__ = ["claim", "claim_exact", "infer_kind", "CLAIM_KINDS", "CLAIMS_FILE_ENV", "NOTEBOOK_ENV"]
@@ -26,17 +28,32 @@ NOTEBOOK_ENV = "FLOWLAB_NOTEBOOK"
 CLAIM_KINDS = ("exact", "abs error", "rel error", "error", "ratio", "fraction")
 
 
+def _trailing_parenthesis(text: str) -> str:
+    """The balanced ``(...)`` group a statement ends with, or ""."""
+    text = text.rstrip()
+    if not text.endswith(")"):
+        return ""
+    depth = 0
+    for i in range(len(text) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[i:]
+    return ""
+
+
 def infer_kind(statement: str, tol: float | None) -> str:
     """The kind of a claim made without an explicit ``kind`` (see the module docstring)."""
     if tol is not None and tol == 0:
         return "exact"
     text = statement.lower()
-    if "ratio" in text:
+    if "ratio" in text or " / " in _trailing_parenthesis(text):
         return "ratio"
     if "fraction" in text:
         return "fraction"
     if "relative" in text:
         return "rel error"
+    if re.search(r"\babs\b|absolute", text):
+        return "abs error"
     return "error"
 
 

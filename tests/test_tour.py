@@ -160,20 +160,25 @@ def test_claim_kind_is_inferred_recorded_and_checked(tmp_path: Path, monkeypatch
                                                      capsys: pytest.CaptureFixture) -> None:
     assert infer_kind("anything", 0.0) == "exact"
     assert infer_kind("SW2 within 3x the seed noise (ratio)", 3.0) == "ratio"
+    assert infer_kind("t = 0.10: x - t v is noise (SW2 to N(0, I) / its seed noise)", 2.0) == "ratio"
+    assert infer_kind("x / sqrt(abar) matches (max abs)", 1e-6) == "abs error"
+    assert infer_kind("DDIM step (eta = 0) == Euler on x / sqrt(abar) [float64]", 1e-6) == "error"
+    assert infer_kind("DDIM (eta 0) == Euler on x / (sqrt(abar) + sqrt(1 - abar))", 1e-6) == "error"
     assert infer_kind("inside/outside as dense (fraction of points that differ)", 1e-3) == "fraction"
     assert infer_kind("relative gap of the energies", 1e-3) == "rel error"
-    assert infer_kind("max abs difference", 1e-6) == "error"
+    assert infer_kind("max abs difference", 1e-6) == "abs error"
+    assert infer_kind("the energies agree", 1e-6) == "error"
     sink = tmp_path / "claims.jsonl"
     monkeypatch.setenv(CLAIMS_FILE_ENV, str(sink))
     monkeypatch.setenv(NOTEBOOK_ENV, "nb.ipynb")
     claim("max difference", 1e-9, 1e-6)
-    claim("max difference, said to be absolute", 1e-9, 1e-6, kind="abs error")
+    claim("max difference, said to be absolute", 1e-9, 1e-6, kind="rel error")
     claim_exact("identity", True)
     assert capsys.readouterr().out.splitlines()[1] == "PASS  max difference, said to be absolute  (error <= 1e-06)"
     with pytest.raises(ValueError, match="claim kind 'percent' is not one of exact, abs error"):
         claim("share", 0.1, 1.0, kind="percent")
     kinds = [json.loads(line)["kind"] for line in sink.read_text().splitlines()]
-    assert kinds == ["error", "abs error", "exact"]
+    assert kinds == ["error", "rel error", "exact"]
     # rows written before claims recorded a kind are still read, with the inferred kind
     assert ClaimRow("nb", "x (ratio)", 0.5, 2.0, True).kind == "ratio"
 
@@ -217,7 +222,7 @@ def test_the_site_has_every_page_navigation_rewritten_links_and_a_landing_page(t
     assert "First steps" in index and "Show $x' = x + (t' - t)\\,v$ and <code>flip</code>." in index  # purpose
     assert re.search(r"<td class=\"fl-time\">\d+ min</td><td class=\"fl-claims\"><span class=\"fl-pass\">2 of 2", index)
     assert index.count('<details class="fl-group">') == 2  # one per notebook, collapsed
-    assert ">exact</td>" in index and "ratio 0.5" in index and "error 0.00e+00" in index
+    assert ">exact</td><td class=\"fl-num\">&mdash;</td>" in index and "ratio 0.5" in index and "error 0.00e+00" in index
     assert re.findall(r'<script[^>]*src="(https?://[^"]+)"', index + first) == []
 
 

@@ -328,7 +328,7 @@ INTRO = (
 def format_measured(kind: str, error: float | None, tol: float | None, passed: bool) -> tuple[str, str]:
     """(measured, limit) as the verification table shows them for a claim of ``kind``."""
     if kind == "exact":
-        return ("exact" if passed else "does not hold"), "exact"
+        return ("exact" if passed else "does not hold"), "&mdash;"
     if error is None:
         return "not measured", "-" if tol is None else f"{tol:g}"
     if kind == "ratio":
