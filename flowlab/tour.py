@@ -356,7 +356,7 @@ def _finish_site(site: Any, notebooks: list[Path], runs: list[NotebookRun], clai
             except FlowlabError as exc:
                 site.write_placeholder(href, str(exc))
                 continue
-            site.write_notebook_page(href, nb, '<div class="fl-muted" style="margin:8px 0">A solved exercise '
+            site.write_notebook_page(href, nb, '<div class="fl-note">A solved exercise '
                                                "notebook, shown with its stored outputs (nbval checks them); "
                                                "the tour does not execute it.</div>")
     site.write_shell("index.html", landing_body(site, runs, claims, summaries, interrupted=interrupted,
