@@ -7,7 +7,8 @@ same math / image checks, on cells that did not all render, and on JavaScript er
 rendering. The browser is the system Chromium (tests/browser.py drives it over the DevTools
 protocol; nothing downloads one); without it these tests skip and say how to get it.
 
-The tour runs once per session (about 3 minutes of CPU for the six tutorials). Set
+Chromium is looked for first, so that a machine without it skips before running the tour.
+The tour runs once per module (about 3 minutes of CPU for the six tutorials). Set
 FLOWLAB_TOUR_BUILD=DIR to check an existing build instead. FLOWLAB_SHOTS=DIR keeps a screenshot
 of every page.
 """
@@ -67,7 +68,7 @@ def _shots() -> Path | None:
     return None
 
 
-def test_every_tour_page_renders(tour_build: Path, chromium: br.Chromium) -> None:
+def test_every_tour_page_renders(chromium: br.Chromium, tour_build: Path) -> None:
     pages = br.site_pages(tour_build)
     notebooks = sorted(p.stem for p in tour_build.glob("[0-9][0-9]_*.ipynb"))
     assert notebooks, "the tour executed no notebook"
@@ -81,7 +82,7 @@ def test_every_tour_page_renders(tour_build: Path, chromium: br.Chromium) -> Non
         assert reports[f"{nb}.html"].dom["math"] > 0, f"{nb}.html: no typeset formula"
 
 
-def test_the_check_catches_a_broken_page(tmp_path: Path, chromium: br.Chromium) -> None:
+def test_the_check_catches_a_broken_page(chromium: br.Chromium, tmp_path: Path) -> None:
     """The negative control: each kind of fault on a page is reported."""
     from flowlab.site import STATIC
     shutil.copytree(STATIC, tmp_path / "static")
@@ -172,7 +173,7 @@ LAB_READY = """(() => {
 })()"""
 
 
-def test_every_notebook_renders_in_jupyterlab(tour_build: Path, lab: str, chromium: br.Chromium) -> None:
+def test_every_notebook_renders_in_jupyterlab(chromium: br.Chromium, tour_build: Path, lab: str) -> None:
     import nbformat
     shots = _shots()
     failures = {}
