@@ -229,3 +229,13 @@ def test_the_site_has_every_page_navigation_rewritten_links_and_a_landing_page(t
 def test_the_real_notebooks_are_found_in_reading_order() -> None:
     names = [p.name for p in find_notebooks(REPO / "notebooks")]
     assert names == sorted(names) and names[0].startswith("01_")
+
+
+def test_the_vendored_mathjax_is_the_stated_release() -> None:
+    import hashlib
+    from flowlab.site import STATIC
+    note = (STATIC / "mathjax" / "VENDORED.md").read_text()
+    digest = hashlib.sha256((STATIC / "mathjax" / "tex-svg-full.js").read_bytes()).hexdigest()
+    assert digest in note, "tex-svg-full.js changed: update VENDORED.md (version, checksum) with it"
+    assert 'VERSION="3.2.2"' in (STATIC / "mathjax" / "tex-svg-full.js").read_text() and "3.2.2" in note
+    assert "Apache License" in (STATIC / "mathjax" / "LICENSE").read_text()
