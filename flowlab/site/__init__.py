@@ -96,6 +96,13 @@ def notebook_summary(nb) -> NotebookSummary:
     purpose = re.sub(r"^(Purpose|Goal|Aim)\s*:\s*", "", purpose, flags=re.I)
     purpose = re.sub(r"\s*(Symbols|Notation)\s*:[^.]*\.", "", purpose)  # the link to the notation page
     purpose = re.sub(r"\s*\((Notebook|See) [^)]*\)\s*$", "", purpose).strip()
+    if len(purpose) > 240:  # the landing page shows one line: keep the leading sentences
+        kept = ""
+        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z(])", purpose):
+            kept = f"{kept} {sentence}".strip()
+            if len(kept) >= 120:
+                break
+        purpose = kept
     if purpose:
         purpose = purpose[0].upper() + purpose[1:]
     title = re.sub(r"^\d+\s*[·.:-]\s*", "", title)
