@@ -134,6 +134,9 @@ def read_notebook(path: Path):
                            f"(git checkout -- {path.name}) or fix it in JupyterLab") from None
 
 
+KERNEL_LOG = "kernels.log"
+
+
 class _Runner:
     """Executes one notebook at a time in a worker thread; the main thread handles SIGINT."""
 
@@ -180,8 +183,12 @@ class _Runner:
         src = nb.cells[self.cell_index].source if self.cell_index < len(nb.cells) else ""
         return f"in cell {self.cell_index + 1} of {self.n_cells} (`{_first_line(src)}`)"
 
-    def execute(self, nb: Any, path: Path) -> str | None:
-        """Run ``nb`` in place; return None, or a one-line reason why it did not run to the end."""
+    def execute(self, nb: Any, path: Path, log: Any = None) -> str | None:
+        """Run ``nb`` in place; return None, or a one-line reason why it did not run to the end.
+
+        ``log``: a file that receives the kernel's own stdout / stderr (its warnings and the
+        tracebacks of its shutdown after a timeout), which would otherwise interleave with the table.
+        """
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -194,7 +201,7 @@ class _Runner:
 
         def work() -> None:
             try:
-                self.client.execute()
+                self.client.execute(**({"stdout": log, "stderr": log} if log is not None else {}))
             except BaseException as exc:  # reported below, in the main thread
                 box["exc"] = exc
 
@@ -215,7 +222,8 @@ class _Runner:
             evalue = _first_line(_ansi_free(getattr(exc, "evalue", "") or ""), 200)
             return f"{ename} {self.where(nb)}: {evalue}" if evalue else f"{ename} {self.where(nb)}"
         if isinstance(exc, DeadKernelError):
-            return f"the kernel died {self.where(nb)} (out of memory? a crash in native code?)"
+            return (f"the kernel died {self.where(nb)} (out of memory? a crash in native code? "
+                    f"its output is in {KERNEL_LOG} in the build folder)")
         if isinstance(exc, _StopTour):
             return "interrupted"
         lines = [ln for ln in _ansi_free(str(exc)).splitlines() if ln.strip()]
@@ -273,6 +281,7 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(notebooks), desc="notebooks", unit="nb", file=sys.stderr)
+    kernel_log = open(out / KERNEL_LOG, "w", encoding="utf-8")
     in_main = threading.current_thread() is threading.main_thread()
     old_handler = signal.signal(signal.SIGINT, runner.on_sigint) if in_main else None
     try:
@@ -289,8 +298,10 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
             env = {CLAIMS_FILE_ENV: str(claims_file.resolve()), NOTEBOOK_ENV: path.name, DEVICE_ENV: device,
                    "PYTHONWARNINGS": "ignore"}
             start = time.perf_counter()
+            kernel_log.write(f"== {path.name}\n")
+            kernel_log.flush()
             with _env(env):
-                err = runner.execute(nb, path)
+                err = runner.execute(nb, path, kernel_log)
             runs.append(NotebookRun(path.name, time.perf_counter() - start, err, "failed" if err else "ran"))
             write_atomic(out / path.name, nbformat.writes(nb))
             executed[path.name] = nb
@@ -306,6 +317,7 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
             runs.append(NotebookRun(p.name, 0.0, "interrupted: the kernel was killed", "failed") if first
                         else NotebookRun(p.name, 0.0, None, "not run"))
     finally:
+        kernel_log.close()
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
         if bar is not None:

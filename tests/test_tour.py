@@ -141,6 +141,7 @@ def test_a_cell_timeout_names_the_cell_and_the_limit(tmp_path: Path, capsys: pyt
     assert re.search(r"timed out in cell 2 of 3 \(`import time`\): the cell ran longer than the per-cell limit "
                      r"of 3 s; pass a larger --timeout", table), table
     assert "----------" not in table.split("\n", 2)[2]  # nbclient's preview separators are gone
+    assert "== 01_slow.ipynb" in (tmp_path / "b" / "kernels.log").read_text()  # the kernel's own chatter
 
 
 def test_a_failing_cell_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

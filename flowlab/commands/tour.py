@@ -15,7 +15,8 @@ notebooks and an offline HTML site to the build folder (one page per notebook an
 page in the notebooks folder, formulas typeset by a local MathJax 3, and index.html: the reading
 order and the verification table), then print one row per claim the notebooks make: the measured
 error, the tolerance, PASS or FAIL.
-A notebook that cannot be read or that fails gets a FAIL row; the others still run.
+A notebook that cannot be read or that fails gets a FAIL row that names the cell; the others
+still run. The kernels' own messages go to kernels.log in the build folder.
 Exit status 0 when everything passed, 1 when any claim failed or a notebook broke, 130 when
 interrupted (Ctrl-C stops the running cell and shuts its kernel down; the build folder keeps
 what ran and index.html says which notebooks did).
