@@ -44,11 +44,11 @@ def test_tour_passes_and_writes_offline_html(tmp_path: Path, capsys: pytest.Capt
     assert "two plus two is four" in table and "1 passed, 0 failed" in table
     rows = [json.loads(line) for line in (out / "claims.jsonl").read_text().splitlines()]
     assert rows == [{"notebook": "01_ok.ipynb", "claim": "two plus two is four", "error": 0.0, "tol": 1e-12,
-                     "passed": True}]
+                     "passed": True, "kind": "error"}]
     page = (out / "01_ok.html").read_text()
-    assert 'src="mathjax/MathJax.js' in page  # formulas render from the local copy
+    assert 'src="static/mathjax/tex-svg-full.js"' in page  # formulas render from the local MathJax 3 copy
     assert re.findall(r'<script[^>]*src="(https?://[^"]+)"', page) == []  # no script from the internet
-    assert (out / "mathjax" / "MathJax.js").exists() and (out / "index.html").exists()
+    assert (out / "static" / "mathjax" / "tex-svg-full.js").exists() and (out / "index.html").exists()
     assert (out / "01_ok.ipynb").exists()
 
 
