@@ -149,3 +149,51 @@ def test_fast_decoders_reject_bad_input(tiny):
     with pytest.raises(FlowlabError):
         selected_query(geo, 0)
     assert decode_dense_fast(geo, tokens, 8).shape == (1, 9, 9, 9)
+
+
+def test_cli_defaults_to_hierarchical_and_gives_the_dense_mesh(tmp_path, capsys):
+    trimesh = pytest.importorskip("trimesh")
+    pytest.importorskip("yaml")
+    from flowlab.cli import main
+    from flowlab.shape.embedding import save_embedding
+    from flowlab.shape.tiny import write_checkpoint_folder
+
+    write_checkpoint_folder(tiny_pipeline(0), tmp_path / "hunyuan3d-dit-v2-0")
+    save_embedding(tiny_cond(0), tmp_path / "cond.safetensors")
+
+    def run(out, *extra):
+        return main(["shape", "--model", str(tmp_path / "hunyuan3d-dit-v2-0"), "--embedding",
+                     str(tmp_path / "cond.safetensors"), "--out", str(tmp_path / out), "--steps", "4",
+                     "--octree", "32", "--quiet", *extra])
+
+    assert run("h.ply") == 0 and run("d.ply", "--decode", "dense") == 0 and run("t.ply", "--isosurface", "torch") == 0
+    h, d, t = (trimesh.load(tmp_path / f, force="mesh", process=False) for f in ("h.ply", "d.ply", "t.ply"))
+    assert len(d.faces) > 0 and h.vertices.shape == d.vertices.shape and np.array_equal(h.faces, d.faces)
+    assert np.abs(h.vertices - d.vertices).max() < 1e-5
+    diag = float(np.linalg.norm(d.vertices.max(0) - d.vertices.min(0)))
+    from flowlab.shape.isosurface import chamfer_distance
+
+    assert chamfer_distance(t.vertices, d.vertices, samples=None) < 1e-4 * diag
+    capsys.readouterr()
+    assert run("x.ply", "--kv-topk", "0") != 0 and "--kv-topk 0: needs K >= 1" in capsys.readouterr().err
+    assert run("x.ply", "--kv-topk", "8", "--decode", "dense") != 0
+    assert "--decode hierarchical" in capsys.readouterr().err
+    assert not (tmp_path / "x.ply").exists()
+
+
+def test_pipeline_decode_options(tiny):
+    pipe = tiny_pipeline(0)
+    z = pipe.sample_latents(tiny_cond(0), steps=4, seed=0)
+    hier = pipe.decode_volume(z, octree=24, decode="hierarchical")
+    assert torch.equal(hier, pipe.decode_volume(z, octree=24, hierarchical=True))
+    n = pipe.vae.config.num_latents
+    seen = []
+    allk = pipe.decode_volume(z, octree=24, decode="hierarchical", kv_topk=n, progress=seen.append)
+    torch.testing.assert_close(allk, hier, rtol=1e-5, atol=1e-5)
+    assert sum(seen) >= 13 ** 3 and all(k % 1024 == 0 for k in seen)
+    with pytest.raises(FlowlabError, match="unknown decode"):
+        pipe.decode_volume(z, octree=8, decode="octree")
+    with pytest.raises(FlowlabError, match="unknown marching-cubes"):
+        pipe.mesh(hier, method="dmc")
+    a, b = pipe.mesh(hier, method="torch"), pipe.mesh(hier)
+    assert mesh_agreement(a, b, samples=None)["chamfer_rel"] < 1e-4
