@@ -101,3 +101,13 @@ def test_chamfer_distance_known_values():
     assert chamfer_distance(m, shifted, samples=None) == pytest.approx(1e-3, rel=1e-6)
     with pytest.raises(FlowlabError):
         chamfer_distance(np.zeros((0, 3)), b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_gives_the_cpu_mesh():
+    vol = torch.from_numpy(_sdf_volume(65))
+    vc, fc = marching_cubes_torch(vol, to_mesh=False)
+    vg, fg = marching_cubes_torch(vol.cuda(), to_mesh=False)
+    assert vg.is_cuda and torch.equal(fg.cpu(), fc)
+    torch.testing.assert_close(vg.cpu(), vc, rtol=0, atol=1e-6)

@@ -197,3 +197,18 @@ def test_pipeline_decode_options(tiny):
         pipe.mesh(hier, method="dmc")
     a, b = pipe.mesh(hier, method="torch"), pipe.mesh(hier)
     assert mesh_agreement(a, b, samples=None)["chamfer_rel"] < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_hierarchical_fast_on_cuda_matches_cpu(tiny):
+    import copy
+
+    geo, tokens, _ = tiny
+    want = decode_hierarchical_fast(geo, tokens, R, chunk_size=4096, min_resolution=MIN_R, threshold=THRESHOLD)
+    g = copy.deepcopy(geo).cuda()
+    got = decode_hierarchical_fast(g, tokens.cuda(), R, chunk_size=4096, min_resolution=MIN_R, threshold=THRESHOLD)
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-4)
+    sel = decode_hierarchical_fast(g, tokens.cuda(), R, chunk_size=4096, min_resolution=MIN_R, threshold=THRESHOLD,
+                                   query=selected_query(g, tokens.shape[1], group=1024))
+    torch.testing.assert_close(sel.cpu(), want, rtol=1e-4, atol=1e-4)

@@ -186,7 +186,8 @@ def decode_hierarchical_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 
     """Coarse-to-fine logits, as :func:`flowlab.shape.volume.decode_hierarchical` (the same levels,
     the same near-surface points, the same upsampling), with every chunk exactly ``chunk_size`` points
     (rounded up to a multiple of ``query.group`` for a :func:`selected_query`), so that one compiled
-    query serves all of them. Each level's points are queried in :func:`brick_order`.
+    query serves all of them. With a :func:`selected_query` each level's points are queried in
+    :func:`brick_order`, so that a group of points is compact in space.
 
     tokens: (B, N, width). Returns (B, R + 1, R + 1, R + 1) float32, positive = inside.
     """
@@ -205,14 +206,15 @@ def decode_hierarchical_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 
     levels = octree_levels(resolution, min_resolution)
     n = levels[0] + 1
     out = torch.empty(b, n ** 3, dtype=torch.float32, device=dev)
-    _query_points(kv, grid_axis(levels[0], bounds).to(dev), brick_order(torch.arange(n ** 3, device=dev), n),
-                  out, step, query)
+    order = (lambda f, m: brick_order(f, m)) if group > 1 else (lambda f, m: f)  # only selection needs it
+    _query_points(kv, grid_axis(levels[0], bounds).to(dev), order(torch.arange(n ** 3, device=dev), n), out, step,
+                  query)
     logits = out.view(b, n, n, n)
     for res in levels[1:]:
         n = res + 1
         fine, flat = refine_level(logits, res, threshold)
         del logits
-        _query_points(kv, grid_axis(res, bounds).to(dev), brick_order(flat, n), fine, step, query)
+        _query_points(kv, grid_axis(res, bounds).to(dev), order(flat, n), fine, step, query)
         logits = fine.view(b, n, n, n)
     return logits
 
