@@ -386,46 +386,56 @@ def as_mesh(tm):
 
 def compare_options(stage, row, what: str, geo, tokens, r: int, weights: int, ref_mesh, *, dense_query, sel_query,
                     hier: dict, topk: int, reps: int, warmup: int = 1, peer=None) -> dict:
-    """Time each fast decode + isosurface option on the same tokens and compare its mesh to ``ref_mesh``
-    (dense decode + skimage lewiner). Returns {label: {decode_s, mc_s, peak_gib, vertices, faces, chamfer_rel, ...}}."""
+    """Time each fast decode (once) and each isosurface on its volume, on the same tokens, and compare every
+    mesh to ``ref_mesh`` (dense decode + skimage lewiner). ``peer``: (hy3dgen, its tokens, its geometry decoder,
+    its resident bytes) adds hy3dgen's FlashVDM decoder with its own surface extractor.
+    Returns {label: {decode_s, mc_s, peak_gib, vertices, faces, chamfer_rel, ...}}."""
     out = {}
-
-    def add(label, decode_fn, mc_fn, wts=weights, decode_reps=reps, decode_warmup=warmup):
-        try:
-            sd, pd, vol = stage(decode_fn, wts, warmup=decode_warmup, reps=decode_reps)
-            sm, pm, m = stage(lambda: mc_fn(vol), wts, warmup=0, reps=1)
-            del vol
-            ag = mesh_agreement(m, ref_mesh)
-        except Exception as e:  # noqa: BLE001 - report and go on
-            print(f"  {what}: {label} FAILED: {type(e).__name__}: {str(e)[:160]}", flush=True)
-            out[label] = {"error": str(e)[:160]}
-            return
-        out[label] = dict(decode_s=sd, mc_s=sm, peak_gib=max(pd, pm), **ag)
-        row(what, label, sd + sm, max(pd, pm), f"decode {sd * 1e3:.0f} + MC {sm * 1e3:.0f} ms; V {ag['vertices']} "
-            f"F {ag['faces']} (ref {ag['ref_vertices']} / {ag['ref_faces']}); Chamfer {ag['chamfer_rel']:.1e} diag")
-
-    torch_mc = lambda vol: marching_cubes_torch(vol[0])  # noqa: E731
-    cpu_mc = lambda vol: marching_cubes(vol[0])  # noqa: E731
+    mcs = {"torch MC": lambda vol: marching_cubes_torch(vol[0]), "skimage": lambda vol: marching_cubes(vol[0])}
     ch = hier["chunk_size"]
-    add("flowlab dense + torch MC", lambda: decode_dense_fast(geo, tokens, r, chunk_size=ch, query=dense_query),
-        torch_mc, decode_reps=1, decode_warmup=0)  # the dense query is warm; one dense decode is seconds
-    add("flowlab hier + skimage", lambda: decode_hierarchical_fast(geo, tokens, r, query=dense_query, **hier), cpu_mc)
-    add("flowlab hier + torch MC", lambda: decode_hierarchical_fast(geo, tokens, r, query=dense_query, **hier), torch_mc)
-    add(f"flowlab hier + KV{topk} + torch MC",
-        lambda: decode_hierarchical_fast(geo, tokens, r, query=sel_query, **hier), torch_mc)
+    plans = [("flowlab dense", lambda: decode_dense_fast(geo, tokens, r, chunk_size=ch, query=dense_query),
+              ["torch MC"], 0, 1, weights),  # the dense query is warm; one dense decode is seconds
+             ("flowlab hier", lambda: decode_hierarchical_fast(geo, tokens, r, query=dense_query, **hier),
+              ["skimage", "torch MC"], warmup, reps, weights),
+             (f"flowlab hier + KV{topk}", lambda: decode_hierarchical_fast(geo, tokens, r, query=sel_query, **hier),
+              ["torch MC"], warmup, reps, weights)]
     if peer is not None:
         ref, rtokens, rgeo, w_r = peer
         vdm = ref.FlashVDM()
-        add("hy3dgen FlashVDM decoder + its MC", lambda: vdm(rtokens, rgeo, bounds=1.01, num_chunks=8000, mc_level=0.0,
-                                                             octree_resolution=r, enable_pbar=False),
-            lambda vol: peer_mesh(ref, vol, r), wts=w_r)
+        mcs["its MC"] = lambda vol: peer_mesh(ref, vol, r)
+        plans.append(("hy3dgen FlashVDM decoder", lambda: vdm(rtokens, rgeo, bounds=1.01, num_chunks=8000, mc_level=0.0,
+                                                              octree_resolution=r, enable_pbar=False),
+                      ["its MC"], warmup, reps, w_r))
+    for name, decode_fn, mc_names, wu, n, wts in plans:
+        try:
+            sd, pd, vol = stage(decode_fn, wts, warmup=wu, reps=n)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"  {what}: {name} FAILED: {type(e).__name__}: {str(e)[:160]}", flush=True)
+            out[name] = {"error": str(e)[:160]}
+            continue
+        for mc in mc_names:
+            label = f"{name} + {mc}"
+            try:
+                sm, pm, m = stage(lambda: mcs[mc](vol), wts, warmup=0, reps=1)
+                ag = mesh_agreement(m, ref_mesh)
+            except Exception as e:  # noqa: BLE001
+                print(f"  {what}: {label} FAILED: {type(e).__name__}: {str(e)[:160]}", flush=True)
+                out[label] = {"error": str(e)[:160]}
+                continue
+            out[label] = dict(decode_s=sd, mc_s=sm, peak_gib=max(pd, pm), **ag)
+            row(what, label, sd + sm, max(pd, pm), f"decode {sd * 1e3:.0f} + MC {sm * 1e3:.0f} ms; V {ag['vertices']} "
+                f"F {ag['faces']} (ref {ag['ref_vertices']} / {ag['ref_faces']}); Chamfer {ag['chamfer_rel']:.1e} diag")
+        del vol
     return out
 
-
 def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg, cond, lat, tokens, rtokens, vae, rvae,
-                    dit, rdit, w_f, w_r, query, att_dec, att_dit, fast_step, ts, ref_mesh, compile_ok, reps) -> None:
+                    dit, rdit, w_f, w_r, query, att_dec, att_dit, fast_step, ts, ref_mesh, compile_ok, reps,
+                    graph_gib: float = 0.0) -> None:
     """Issue 12: fast decode / isosurface options against the reference mesh, and end to end against hy3dgen
-    with FlashVDM (its defaults) and its turbo configuration. Results go to ``res`` and ``rows``."""
+    with FlashVDM (its defaults) and its turbo configuration. Results go to ``res`` and ``rows``.
+
+    ``graph_gib``: the peak of the v2-0 step's CUDA-graph capture above the weights. The graph's private memory
+    pool stays reserved (not "allocated") while later stages run, so flowlab's end-to-end peaks add it."""
     r, steps, ch0 = args.octree, args.steps, args.chunk_size[0]
     topk = args.topk if not args.smoke else max(1, vcfg.num_latents // 2)
     hier = dict(chunk_size=ch0, min_resolution=63 if r >= 252 else max(2, r // 4))
@@ -437,12 +447,23 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
 
     def queries(geo, tok, dense=None):
         """Dense and selected queries for ``geo``, compiled (and warmed) at the chunk shape."""
-        dq = dense or with_sdpa(compiled_query(geo) if compile_ok else plain(geo), att_dec)
-        sq = with_sdpa(selected_query(geo, topk, compile=compile_ok), att_dec)
         t0 = time.perf_counter()
         small = max(4, math.ceil(ch0 ** (1 / 3)))
-        decode_dense_fast(geo, tok, small, chunk_size=ch0, query=dq)
-        decode_dense_fast(geo, tok, small, chunk_size=ch0, query=sq)
+        if dense is None:
+            try:
+                dq = with_sdpa(compiled_query(geo) if compile_ok else plain(geo), att_dec)
+                decode_dense_fast(geo, tok, small, chunk_size=ch0, query=dq)
+            except Exception as e:  # noqa: BLE001 - compilation trouble: measure the eager query instead
+                print(f"  (compiled dense query failed, eager instead: {type(e).__name__}: {str(e)[:120]})", flush=True)
+                dq = with_sdpa(plain(geo), att_dec)
+        else:
+            dq = dense
+        try:
+            sq = with_sdpa(selected_query(geo, topk, compile=compile_ok), att_dec)
+            decode_dense_fast(geo, tok, small, chunk_size=ch0, query=sq)
+        except Exception as e:  # noqa: BLE001
+            print(f"  (compiled selected query failed, eager instead: {type(e).__name__}: {str(e)[:120]})", flush=True)
+            sq = with_sdpa(selected_query(geo, topk), att_dec)
         res.setdefault("query_compile_s", []).append(time.perf_counter() - t0)
         return dq, sq
 
@@ -456,8 +477,7 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
           f"{vcfg.num_latents}); reference = flowlab dense decode + skimage lewiner", flush=True)
     res["options_biasshift_v20"] = compare_options(
         stage, row, f"bias-shift field, v2-0 VAE, R={r}", vae.geo_decoder, tokens, r, w_f, ref_mesh,
-        dense_query=query, sel_query=sq, hier=hier, topk=topk, warmup=0, reps=1,
-        peer=(ref, rtokens, rvae.geo_decoder, w_r) if ref else None)
+        dense_query=query, sel_query=sq, hier=hier, topk=topk, warmup=0, reps=1)
     save()
 
     # ---- B. the turbo VAE (FlashVDM's: geo decoder width 512, MLP 1, no ln_post), same seeded weights ------
@@ -489,7 +509,7 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
     del tvol
     res["options_biasshift_turbo"] = compare_options(
         stage, row, what, tvae.geo_decoder, ttok, r, w_tf, tref, dense_query=tdq, sel_query=tsq, hier=hier, topk=topk,
-        warmup=0, reps=1, peer=(ref, rttok, rtvae.geo_decoder, w_tr) if ref else None)
+        warmup=0, reps=1)
     save()
 
     # ---- C. the surface field: the same networks plus slope x the inside distance to a sphere and a torus ----
@@ -527,9 +547,10 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
             return marching_cubes_torch(logits[0])
         return fn
 
-    def record(what, impl, fn, weights, ref_m, warmup, n):
+    def record(what, impl, fn, weights, ref_m, warmup, n, pool_gib=0.0):
         try:
             sec, peak, m = stage(fn, weights, warmup=warmup, reps=n)
+            peak = peak + pool_gib
             if not isinstance(m, Mesh):
                 m = as_mesh(m)  # hy3dgen's trimesh
             ag = mesh_agreement(m, ref_m)
@@ -539,7 +560,7 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
             return
         e2e[f"{what} | {impl}"] = dict(seconds=sec, peak_gib=peak, **ag)
         row(what, impl, sec, peak, f"V {ag['vertices']} F {ag['faces']}; Chamfer {ag['chamfer_rel']:.1e} diag "
-            f"(vs dense + skimage)")
+            f"(vs dense + skimage)" + (f"; peak incl. graph pool {pool_gib:.2f} GiB" if pool_gib else ""))
         save()
 
     def vdm_pipeline(dit_m, turbo: bool):
@@ -564,9 +585,9 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
           "'trimesh'; flowlab: fast path, hierarchical decode, torch marching cubes)", flush=True)
     what = f"e2e v2-0 {steps} calls, v2-0 VAE, R={r}"
     record(what, f"flowlab fast, hier ({ts.numel() - 1} calls)", flowlab_e2e(fast_step, ts, vae, surf["v2-0"]["dq"]),
-           w_f, surf["v2-0"]["ref"], 0, 1)
+           w_f, surf["v2-0"]["ref"], 0, 1, pool_gib=graph_gib)
     record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(fast_step, ts, vae, surf["v2-0"]["sq"]), w_f,
-           surf["v2-0"]["ref"], 0, 1)
+           surf["v2-0"]["ref"], 0, 1, pool_gib=graph_gib)
     what = f"e2e v2-0 {steps} calls + FlashVDM (turbo VAE), R={r}"
     if ref:
         rp_vdm = vdm_pipeline(rdit, False)
@@ -574,9 +595,9 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
                surf["turbo"]["ref"], 1, 1)
         del rp_vdm
     record(what, f"flowlab fast, hier ({ts.numel() - 1} calls)", flowlab_e2e(fast_step, ts, tvae, surf["turbo"]["dq"]),
-           w_tf, surf["turbo"]["ref"], 0, 1)
+           w_tf, surf["turbo"]["ref"], 0, 1, pool_gib=graph_gib)
     record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(fast_step, ts, tvae, surf["turbo"]["sq"]), w_tf,
-           surf["turbo"]["ref"], 0, 1)
+           surf["turbo"]["ref"], 0, 1, pool_gib=graph_gib)
 
     # turbo: the guidance-distilled DiT, 5 steps of the consistency schedule, turbo VAE
     dc = DiTConfig(**{**dcfg.as_dict(), "guidance_embed": True})
@@ -595,6 +616,14 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
         compile_blocks(td)
     tstep = with_sdpa(DiTVelocity(td, cond, guidance=5.0), att_dit)
     tstep = GraphedVelocity(tstep) if device.type == "cuda" else tstep
+    tgraph_gib = 0.0
+    if device.type == "cuda":  # capture now, and measure the graph's memory above the weights
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        tstep(initial_latents(lat.shape, 0, dtype, device), torch.full((1,), 0.5, device=device))
+        torch.cuda.synchronize()
+        tgraph_gib = (torch.cuda.max_memory_allocated() - base) / 2 ** 30
     what = "turbo DiT, 5 steps (latents)"
     if ref:
         rp_t = vdm_pipeline(rtd, True)
@@ -602,7 +631,7 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
         row(what, "hy3dgen (its pipeline)", sec, peak)
     sec, peak, lt = stage(lambda: sample(tstep, initial_latents(lat.shape, 0, dtype, device), tts, REVERSED,
                                          check_finite=False), nbytes(td), warmup=1, reps=few)
-    row(what, "flowlab fast (graph)", sec, peak)
+    row(what, "flowlab fast (graph)", sec, peak + tgraph_gib, f"peak incl. graph pool {tgraph_gib:.2f} GiB")
     # reference mesh for the turbo latents: dense decode + skimage
     ttl = tvae.decode_latents(lt)
     tref_t = marching_cubes(decode_dense_fast(tvae.geo_decoder, ttl, r, chunk_size=ch0, query=surf["turbo"]["dq"])[0])
@@ -613,9 +642,9 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
             record(what, f"hy3dgen + enable_flashvdm(), {chunks} a chunk", ref_call(rp_t, 5, chunks),
                    nbytes(rtd) + nbytes(rtvae), tref_t, 1, few)
         del rp_t
-    record(what, "flowlab fast, hier", flowlab_e2e(tstep, tts, tvae, surf["turbo"]["dq"]), w_t, tref_t, 1, few)
+    record(what, "flowlab fast, hier", flowlab_e2e(tstep, tts, tvae, surf["turbo"]["dq"]), w_t, tref_t, 1, few, pool_gib=tgraph_gib)
     record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(tstep, tts, tvae, surf["turbo"]["sq"]), w_t, tref_t,
-           1, few)
+           1, few, pool_gib=tgraph_gib)
     uncompile_blocks(td)
     del td, rtd, tstep
 
@@ -875,7 +904,8 @@ def main(argv: list[str] | None = None) -> int:
         if "fastest" not in args.skip and "flowlab" in res["mesh_same_latents"]:
             fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg, cond, lat, tokens,
                             rtokens if ref else None, vae, rvae if ref else None, dit, rdit if ref else None,
-                            w_f, w_r if ref else 0, query, att_dec, att_dit, fast_step, ts, mesh, compile_ok, reps)
+                            w_f, w_r if ref else 0, query, att_dec, att_dit, fast_step, ts, mesh, compile_ok, reps,
+                            graph_gib=max(0.0, cap_peak - w_f / 2 ** 30) if device.type == "cuda" else 0.0)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
