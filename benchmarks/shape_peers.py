@@ -385,7 +385,7 @@ def as_mesh(tm):
 
 
 def compare_options(stage, row, what: str, geo, tokens, r: int, weights: int, ref_mesh, *, dense_query, sel_query,
-                    hier: dict, topk: int, reps: int, warmup: int = 1, peer=None) -> dict:
+                    hier: dict, topk: int, reps: int, warmup: int = 1, peer=None, quick: bool = False) -> dict:
     """Time each fast decode (once) and each isosurface on its volume, on the same tokens, and compare every
     mesh to ``ref_mesh`` (dense decode + skimage lewiner). ``peer``: (hy3dgen, its tokens, its geometry decoder,
     its resident bytes) adds hy3dgen's FlashVDM decoder with its own surface extractor.
@@ -406,6 +406,8 @@ def compare_options(stage, row, what: str, geo, tokens, r: int, weights: int, re
         plans.append(("hy3dgen FlashVDM decoder", lambda: vdm(rtokens, rgeo, bounds=1.01, num_chunks=8000, mc_level=0.0,
                                                               octree_resolution=r, enable_pbar=False),
                       ["its MC"], warmup, reps, w_r))
+    if quick:  # the default option alone
+        plans = [(name, fn, ["torch MC"], wu, n, wts) for name, fn, _m, wu, n, wts in plans if name == "flowlab hier"]
     for name, decode_fn, mc_names, wu, n, wts in plans:
         try:
             sd, pd, vol = stage(decode_fn, wts, warmup=wu, reps=n)
@@ -458,6 +460,8 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
                 dq = with_sdpa(plain(geo), att_dec)
         else:
             dq = dense
+        if args.quick:
+            return dq, None
         try:
             sq = with_sdpa(selected_query(geo, topk, compile=compile_ok), att_dec)
             decode_dense_fast(geo, tok, small, chunk_size=ch0, query=sq)
@@ -500,7 +504,7 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
     surf = {}
     for name, v_, tok, rtok, dq, sq_, w_a, w_b in (("v2-0", vae, tokens, rtokens, query, sq, w_f, w_r),
                                                    ("turbo", tvae, ttok, rttok if ref else None, tdq, tsq, w_tf, w_tr)):
-        sdq, ssq = surface_query(dq, slope), surface_query(sq_, slope)
+        sdq, ssq = surface_query(dq, slope), (surface_query(sq_, slope) if sq_ is not None else None)
         what = f"surface field, {name} VAE, R={r}"
         sec, peak, svol = stage(lambda: decode_dense_fast(v_.geo_decoder, tok, r, chunk_size=ch0, query=sdq), w_a,
                                 warmup=0, reps=1)
@@ -513,7 +517,8 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
         surf[name] = dict(dq=sdq, sq=ssq, ref=sref, dense_s=sec, mc_s=mc_s)
         res[f"options_surface_{name}"] = compare_options(
             stage, row, what, v_.geo_decoder, tok, r, w_a, sref, dense_query=sdq, sel_query=ssq, hier=hier, topk=topk,
-            warmup=1, reps=few, peer=(ref, rtok, (rvae if name == "v2-0" else rtvae).geo_decoder, w_b) if ref else None)
+            warmup=1, reps=few, quick=args.quick,
+            peer=(ref, rtok, (rvae if name == "v2-0" else rtvae).geo_decoder, w_b) if ref and not args.quick else None)
         save()
 
     # ---- D. end to end on the surface field ------------------------------------------------------------------
@@ -565,7 +570,8 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
     what = f"e2e v2-0 {steps} calls, v2-0 VAE, R={r}"
     record(what, f"flowlab fast, hier ({ts.numel() - 1} calls)", flowlab_e2e(fast_step, ts, vae, surf["v2-0"]["dq"]),
            w_f, surf["v2-0"]["ref"], 0, 1, pool_gib=graph_gib)
-    record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(fast_step, ts, vae, surf["v2-0"]["sq"]), w_f,
+    if not args.quick:
+        record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(fast_step, ts, vae, surf["v2-0"]["sq"]), w_f,
            surf["v2-0"]["ref"], 0, 1, pool_gib=graph_gib)
     what = f"e2e v2-0 {steps} calls + FlashVDM (turbo VAE), R={r}"
     if ref:
@@ -575,7 +581,8 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
         del rp_vdm
     record(what, f"flowlab fast, hier ({ts.numel() - 1} calls)", flowlab_e2e(fast_step, ts, tvae, surf["turbo"]["dq"]),
            w_tf, surf["turbo"]["ref"], 0, 1, pool_gib=graph_gib)
-    record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(fast_step, ts, tvae, surf["turbo"]["sq"]), w_tf,
+    if not args.quick:
+        record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(fast_step, ts, tvae, surf["turbo"]["sq"]), w_tf,
            surf["turbo"]["ref"], 0, 1, pool_gib=graph_gib)
 
     # turbo: the guidance-distilled DiT, 5 steps of the consistency schedule, turbo VAE
@@ -622,7 +629,8 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
                    nbytes(rtd) + nbytes(rtvae), tref_t, 1, few)
         del rp_t
     record(what, "flowlab fast, hier", flowlab_e2e(tstep, tts, tvae, surf["turbo"]["dq"]), w_t, tref_t, 1, few, pool_gib=tgraph_gib)
-    record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(tstep, tts, tvae, surf["turbo"]["sq"]), w_t, tref_t,
+    if not args.quick:
+        record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(tstep, tts, tvae, surf["turbo"]["sq"]), w_t, tref_t,
            1, few, pool_gib=tgraph_gib)
     uncompile_blocks(td)
     del td, rtd, tstep
@@ -647,6 +655,8 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
           f"(goal >= 2), peak {fmt(g['turbo_peak_gib'], '.2f')} vs {fmt(g['peer_turbo_peak_gib'], '.2f')} GiB", flush=True)
     save()
 
+    if args.quick:
+        return
     # ---- A. the benchmark's field (random weights, output bias shifted), v2-0 VAE, same latents ---------
     print(f"  -- fast options on the same latents (random weights, bias shift; KV top-{topk} of "
           f"{vcfg.num_latents}); reference = flowlab dense decode + skimage lewiner", flush=True)
@@ -691,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
                     "queries (FlashVDM keeps 1024 of 3072)")
     ap.add_argument("--surface-slope", type=float, default=100.0,
                     help="surface field: logits + slope x inside distance to a sphere and a torus")
+    ap.add_argument("--quick", action="store_true", help="issue-12 rows only: the fast loop, the surface-field "
+                    "references and default options, end to end with the peers (no KV, no bias-shift options)")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
 
@@ -759,11 +771,12 @@ def main(argv: list[str] | None = None) -> int:
         t2 = torch.full((2,), 0.5, device=device, dtype=dtype)
         what = f"DiT step CFG b2 ({vcfg.num_latents}+{n_cond} tok)"
         v_ref = None
-        if ref:
+        if ref and not args.quick:
             sec, peak, v_ref = stage(lambda: rdit(x2, t2, {"main": c2}), w_r, reps=reps)
             row(what, "hy3dgen", sec, peak)
-        sec, peak, v = stage(lambda: dit(x2, t2, c2), w_f, reps=reps)
-        row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(v, v_ref)}" if ref else "")
+        if not args.quick:
+            sec, peak, v = stage(lambda: dit(x2, t2, c2), w_f, reps=reps)
+            row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(v, v_ref)}" if ref else "")
 
         att_dit, att_times = sdpa_choice(lambda: dit(x2, t2, c2), device)
         if att_dit:
@@ -786,11 +799,12 @@ def main(argv: list[str] | None = None) -> int:
             def ref_loop():
                 return rp(image=object(), num_inference_steps=steps, guidance_scale=5.0,
                           generator=torch.Generator().manual_seed(0), output_type="latent", enable_pbar=False)
-            sec, peak, lat_ref = stage(ref_loop, w_r, warmup=0, reps=1)
-            row(what, "hy3dgen (its pipeline)", sec, peak)
+            if not args.quick:
+                sec, peak, lat_ref = stage(ref_loop, w_r, warmup=0, reps=1)
+                row(what, "hy3dgen (its pipeline)", sec, peak)
         sec, peak, lat = stage(lambda: pipe.sample_latents(cond, steps=steps, guidance=5.0, seed=0), w_f,
                                warmup=0, reps=1)
-        row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(lat, lat_ref)}" if ref else "")
+        row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(lat, lat_ref)}" if lat_ref is not None else "")
 
         # ---- fast DiT -------------------------------------------------------------------------------
         if device.type == "cuda":
@@ -824,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
             return sample(step, x0.clone(), sched, REVERSED, check_finite=False)
         sec, peak, lat_fast = stage(fast_loop, w_f, warmup=0, reps=1)
         row(what, f"flowlab fast ({ts.numel() - 1} calls)", sec, max(peak, cap_peak),
-            (f"max|dlat| {dstr(lat_fast, lat_ref)}" if ref else "") +
+            (f"max|dlat| {dstr(lat_fast, lat_ref)}" if lat_ref is not None else "") +
             f" vs readable {dstr(lat_fast, lat)}")
         res["latents_finite"] = bool(torch.isfinite(lat_fast).all())
 
@@ -844,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
         r = args.octree
         what = f"dense decode R={r} ({(r + 1) ** 3 / 1e6:.1f} M pts)"
         vol_ref = None
-        if ref:
+        if ref and not args.quick:
             for ch in args.ref_chunks:
                 sec, peak, vol_ref = stage(lambda ch=ch: ref.Vanilla()(rtokens, rvae.geo_decoder, bounds=1.01,
                                                                         num_chunks=ch, octree_resolution=r,
@@ -872,33 +886,38 @@ def main(argv: list[str] | None = None) -> int:
             # compile (or warm up) at this chunk's shape, outside the timed decode
             decode_dense_fast(vae.geo_decoder, tokens, max(1, math.ceil(ch ** (1 / 3))), chunk_size=ch, query=query)
             res[f"decode_compile_s_{ch}"] = time.perf_counter() - t0
+            if args.quick:
+                continue
             sec, peak, vol = stage(lambda ch=ch: decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=ch,
                                                                    query=query), w_f, warmup=0, reps=1)
             sign = f" sign agree {float(((vol > 0) == (vol_ref > 0)).float().mean()) * 100:.4f}%" if ref else ""
             row(what, f"flowlab fast, {ch}", sec, peak,
                 (f"max|dlogit| {dstr(vol, vol_ref)}" if ref else "") + sign)
             del vol
-        vol = decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size[0], query=query)
-        res["inside_fraction"] = float((vol > 0).float().mean())
-        t0 = time.perf_counter()
-        try:
-            mesh = marching_cubes(vol[0])
-            res["mesh_same_latents"] = {"flowlab": int(mesh.vertices.shape[0])}
-        except Exception as e:  # noqa: BLE001
-            res["mesh_same_latents"] = {"error": str(e)[:120]}
-        res["marching_cubes_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        try:
-            pmesh = marching_cubes_parallel(vol[0], pool=pool)
-            res["mesh_same_latents"]["flowlab_slab_mc"] = int(pmesh.vertices.shape[0])
-        except Exception as e:  # noqa: BLE001
-            res["mesh_same_latents"]["slab_error"] = str(e)[:120]
-        res["marching_cubes_slabs_s"] = time.perf_counter() - t0
-        if ref and "flowlab" in res["mesh_same_latents"]:
-            res["mesh_same_latents"]["hy3dgen_volume"] = int(marching_cubes(vol_ref[0]).vertices.shape[0])
-        print(f"  marching cubes (CPU, skimage + trimesh merge): readable {res['marching_cubes_s']:.2f} s, "
-              f"slabs on {args.mc_workers} processes {res['marching_cubes_slabs_s']:.2f} s; vertices on the same "
-              f"latents {res['mesh_same_latents']}; inside {res['inside_fraction'] * 100:.2f}%", flush=True)
+        if args.quick:
+            mesh, vol, res["mesh_same_latents"] = None, None, {"flowlab": None}
+        else:
+            vol = decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size[0], query=query)
+            res["inside_fraction"] = float((vol > 0).float().mean())
+            t0 = time.perf_counter()
+            try:
+                mesh = marching_cubes(vol[0])
+                res["mesh_same_latents"] = {"flowlab": int(mesh.vertices.shape[0])}
+            except Exception as e:  # noqa: BLE001
+                res["mesh_same_latents"] = {"error": str(e)[:120]}
+            res["marching_cubes_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            try:
+                pmesh = marching_cubes_parallel(vol[0], pool=pool)
+                res["mesh_same_latents"]["flowlab_slab_mc"] = int(pmesh.vertices.shape[0])
+            except Exception as e:  # noqa: BLE001
+                res["mesh_same_latents"]["slab_error"] = str(e)[:120]
+            res["marching_cubes_slabs_s"] = time.perf_counter() - t0
+            if ref and "flowlab" in res["mesh_same_latents"]:
+                res["mesh_same_latents"]["hy3dgen_volume"] = int(marching_cubes(vol_ref[0]).vertices.shape[0])
+            print(f"  marching cubes (CPU, skimage + trimesh merge): readable {res['marching_cubes_s']:.2f} s, "
+                  f"slabs on {args.mc_workers} processes {res['marching_cubes_slabs_s']:.2f} s; vertices on the same "
+                  f"latents {res['mesh_same_latents']}; inside {res['inside_fraction'] * 100:.2f}%", flush=True)
         del coarse
 
         # ---- issue 12: every fast option vs the reference mesh, hy3dgen with FlashVDM, end to end -------

@@ -69,12 +69,12 @@ def marching_cubes_torch(logits: Tensor, *, level: float = 0.0, bounds: float = 
     tri_table, edge_info = _tables(dev)
 
     # case index of every cube: bit c set when corner c (offset (c&1, c>>1&1, c>>2&1)) is inside
-    b = inside.to(torch.uint8)
+    b = inside.view(torch.uint8)  # no copy
     case = torch.zeros(n0 - 1, n1 - 1, n2 - 1, dtype=torch.uint8, device=dev)
     for c in range(8):
         dx, dy, dz = c & 1, c >> 1 & 1, c >> 2 & 1
         case |= b[dx:n0 - 1 + dx, dy:n1 - 1 + dy, dz:n2 - 1 + dz] << c
-    active = torch.nonzero((case != 0) & (case != 255))  # (M, 3) cube corners (i, j, k)
+    active = torch.nonzero((case + 1) > 1)  # (M, 3) cube corners (i, j, k) of cases 1..254 (uint8: 255 + 1 = 0)
     cases = case[active[:, 0], active[:, 1], active[:, 2]].long()
     del case
 

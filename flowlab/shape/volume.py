@@ -116,15 +116,23 @@ def refine_level(logits: Tensor, resolution: int, threshold: float) -> tuple[Ten
     n = resolution + 1
     near = _near_surface(logits, threshold).any(dim=0)  # (m, m, m) coarse, shared across the batch
     fine = F.interpolate(logits[:, None], size=(n, n, n), mode="trilinear", align_corners=True)[:, 0]
-    # a fine point is near when any coarse point of its cell corner set is near (0/1 averages: exact in half)
-    mdt = torch.float16 if logits.device.type == "cuda" else torch.float32
-    near_f = F.interpolate(near[None, None].to(mdt), size=(n, n, n), mode="trilinear", align_corners=True)[0, 0] > 0
-    del near
+    # a fine point is near when any coarse point it interpolates from is near: along each axis an even fine
+    # index 2i reads coarse i, an odd one 2i + 1 reads i and i + 1 (one axis at a time: no full-size temporaries
+    # but the last bool mask)
+    for dim in range(3):
+        m = near.shape[dim]
+        shape = list(near.shape)
+        shape[dim] = n
+        up = torch.empty(shape, dtype=torch.bool, device=near.device)
+        idx_even = torch.arange(0, n, 2, device=near.device)
+        idx_odd = torch.arange(1, n, 2, device=near.device)
+        up.index_copy_(dim, idx_even, near)
+        up.index_copy_(dim, idx_odd, near.narrow(dim, 0, m - 1) | near.narrow(dim, 1, m - 1))
+        near = up
     # points of the coarse grid (even indices on every axis) are known already
-    even = torch.zeros(n, dtype=torch.bool, device=near_f.device)
-    even[::2] = True
-    near_f &= ~(even[:, None, None] & even[None, :, None] & even[None, None, :])
-    flat = torch.nonzero(near_f.reshape(-1)).squeeze(1)
+    ev = torch.arange(0, n, 2, device=near.device)
+    near[ev[:, None, None], ev[None, :, None], ev[None, None, :]] = False
+    flat = torch.nonzero(near.reshape(-1)).squeeze(1)
     return fine.reshape(fine.shape[0], -1), flat
 
 
