@@ -2,11 +2,12 @@
 """Same meshes? Every fast decode / isosurface option against the reference mesh, on the trained mini model's
 real shapes (CPU is enough).
 
-    python3 benchmarks/shape_same_meshes.py --weights flowlab/shape/weights/mini [--shapes 6] [--octree 128]
+    python3 benchmarks/shape_same_meshes.py [--shapes 3] [--octree 128]
 
-Shapes: held-out primitives (``flowlab.shape.primitives.random_shapes`` at the evaluation seed, balanced over
-the families), encoded by the trained encoder and decoded by the trained VAE (``encoder.safetensors``,
-``vae.safetensors`` and the ``scale_factor`` of ``train_log.json`` in ``--weights``). Reference mesh: dense
+Shapes, two kinds: held-out primitives (``flowlab.shape.primitives.random_shapes`` at the evaluation seed,
+balanced over the families) encoded by the shipped encoder and decoded by the shipped VAE (reconstructions), and
+the same primitives rendered and generated from the image by the shipped pipeline (50 calls, CFG 5, reversed
+convention). Model: ``flowlab.shape.mini`` (``load_mini``, ``load_mini_encoder``). Reference mesh: dense
 decode + scikit-image lewiner. Options: dense + torch marching cubes, hierarchical + skimage, hierarchical +
 torch marching cubes, hierarchical + adaptive KV selection (top-k of the latent tokens per group of 1024
 points) + torch marching cubes. Printed per option: vertices / faces vs the reference and the symmetric Chamfer
@@ -29,52 +30,45 @@ from flowlab.shape.isosurface import marching_cubes_torch, mesh_agreement  # noq
 from flowlab.shape.mesh import marching_cubes  # noqa: E402
 
 
-def load_mini(folder: Path, device: torch.device):
-    from dataclasses import replace
-
-    from flowlab.shape.encoder import EncoderConfig, ShapeVAEEncoder
-    from flowlab.shape.train import load_module
-    from flowlab.shape.vae import ShapeVAE, VAEConfig
-
-    log = json.loads((folder / "train_log.json").read_text())
-    vcfg = VAEConfig(**log["config"]["vae"])
-    vcfg = replace(vcfg, scale_factor=float(log.get("scale_factor", vcfg.scale_factor)))
-    enc = load_module(ShapeVAEEncoder(EncoderConfig(**log["config"]["encoder"])), folder / "encoder.safetensors")
-    vae = load_module(ShapeVAE(vcfg), folder / "vae.safetensors")
-    return enc.float().to(device).eval(), vae.float().to(device).eval(), log
-
-
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--weights", type=Path, required=True, help="the mini model's folder")
-    ap.add_argument("--shapes", type=int, default=6)
+    ap.add_argument("--shapes", type=int, default=3, help="shapes of each kind")
     ap.add_argument("--octree", type=int, default=128)
     ap.add_argument("--topk", type=int, nargs="+", default=[64, 32], help="KV selection sizes to measure")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
 
+    from flowlab.shape.mini import load_mini, load_mini_encoder
     from flowlab.shape.primitives import random_shapes, surface_points
+    from flowlab.shape.render import render, to_pil
     from flowlab.shape.train import EVAL_SEED
 
     dev = torch.device(args.device)
     torch.manual_seed(0)
-    enc, vae, log = load_mini(args.weights, dev)
+    pipe = load_mini(dev, torch.float32)
+    enc = load_mini_encoder(dev, torch.float32)
+    vae = pipe.vae
     n_lat = vae.config.num_latents
     r = args.octree
     hier = dict(chunk_size=4096, min_resolution=max(2, r // 4))
     shapes = random_shapes(args.shapes, EVAL_SEED, balanced=True, device=dev)
     g = torch.Generator(dev).manual_seed(EVAL_SEED)
-    surf, nrm = surface_points(shapes, int(log.get("options", {}).get("surface_points", 2048)), g)
+    surf, nrm = surface_points(shapes, 2048, g)
     z = enc(surf, nrm).mode().float()
-    tokens_all = vae.decode_latents(z * vae.config.scale_factor)
+    tokens = [("reconstruction " + n, vae.decode_latents(z[i:i + 1] * vae.config.scale_factor))
+              for i, n in enumerate(shapes.family_names)]
+    for i, n in enumerate(shapes.family_names):
+        cond = pipe.encode_image(to_pil(render(shapes[i:i + 1])))
+        lat = pipe.sample_latents(cond, steps=50, guidance=5.0, seed=i)
+        tokens.append(("generated " + n, vae.decode_latents(lat)))
     geo = vae.geo_decoder
     options = {"dense + torch MC": ("dense", None, "torch"), "hier + skimage": ("hier", None, "skimage"),
                "hier + torch MC": ("hier", None, "torch")}
     for k in args.topk:
         options[f"hier + KV{k}/{n_lat} + torch MC"] = ("hier", k, "torch")
-    out = {"weights": str(args.weights), "octree": r, "shapes": args.shapes, "num_latents": n_lat, "options": {}}
+    out = {"model": "mini", "octree": r, "shapes": len(tokens), "num_latents": n_lat, "options": {}}
     counted = {"n": 0}
 
     def counting(q):
@@ -91,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     per = {name: [] for name in options}
     t_ref = 0.0
-    for i in range(len(shapes)):
-        tok = tokens_all[i:i + 1]
+    for i, (label, tok) in enumerate(tokens):
         t0 = time.perf_counter()
         dense = decode_dense_fast(geo, tok, r, chunk_size=4096)
         ref = marching_cubes(dense[0])
@@ -106,15 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             m = marching_cubes_torch(vol[0]) if mc == "torch" else marching_cubes(vol[0])
             dt = time.perf_counter() - t0
             ag = mesh_agreement(m, ref, samples=None)
-            ag.update(seconds=dt, queries=counted["n"], family=shapes.family_names[i] if hasattr(shapes, "family_names")
-                      else None)
+            ag.update(seconds=dt, queries=counted["n"], shape=label)
             per[name].append(ag)
-        print(f"  shape {i} ({per['hier + torch MC'][-1]['family']}): reference V {ref.vertices.shape[0]} "
+        print(f"  {label}: reference V {ref.vertices.shape[0]} "
               f"F {ref.faces.shape[0]}; " + "; ".join(f"{n}: {a[-1]['chamfer_rel']:.1e}" for n, a in per.items()),
               flush=True)
     dense_q = (r + 1) ** 3
-    print(f"\nmini model ({n_lat} latents), {len(shapes)} held-out shapes, R={r}; reference dense + skimage lewiner "
-          f"({t_ref / len(shapes):.2f} s a shape on {args.device})")
+    print(f"\nmini model ({n_lat} latents), {len(tokens)} shapes, R={r}; reference dense + skimage lewiner "
+          f"({t_ref / len(tokens):.2f} s a shape on {args.device})")
     print(f"  {'option':<28} {'queries vs dense':>17} {'dV (max |%|)':>13} {'dF (max |%|)':>13} "
           f"{'Chamfer/diag max':>17} {'mean':>9} {'s a shape':>10}")
     for name, rows in per.items():
