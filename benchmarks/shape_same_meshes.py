@@ -25,9 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flowlab.errors import FlowlabError  # noqa: E402
 from flowlab.shape.fast import decode_dense_fast, decode_hierarchical_fast, selected_query  # noqa: E402
 from flowlab.shape.isosurface import marching_cubes_torch, mesh_agreement  # noqa: E402
 from flowlab.shape.mesh import marching_cubes  # noqa: E402
+from flowlab.shape.volume import octree_levels  # noqa: E402
 
 
 @torch.no_grad()
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shapes", type=int, default=3, help="shapes of each kind")
     ap.add_argument("--octree", type=int, default=128)
     ap.add_argument("--topk", type=int, nargs="+", default=[64, 32], help="KV selection sizes to measure")
+    ap.add_argument("--steps", type=int, default=50, help="model calls of the generated shapes")
+    ap.add_argument("--min-resolution", type=int, default=63,
+                    help="coarsest hierarchical level: halve the octree while the half is >= this (flowlab shape: 63)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     vae = pipe.vae
     n_lat = vae.config.num_latents
     r = args.octree
-    hier = dict(chunk_size=4096, min_resolution=max(2, r // 4))
+    hier = dict(chunk_size=4096, min_resolution=args.min_resolution)
     shapes = random_shapes(args.shapes, EVAL_SEED, balanced=True, device=dev)
     g = torch.Generator(dev).manual_seed(EVAL_SEED)
     surf, nrm = surface_points(shapes, 2048, g)
@@ -61,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
               for i, n in enumerate(shapes.family_names)]
     for i, n in enumerate(shapes.family_names):
         cond = pipe.encode_image(to_pil(render(shapes[i:i + 1])))
-        lat = pipe.sample_latents(cond, steps=50, guidance=5.0, seed=i)
+        lat = pipe.sample_latents(cond, steps=args.steps, guidance=5.0, seed=i)
         tokens.append(("generated " + n, vae.decode_latents(lat)))
     geo = vae.geo_decoder
     options = {"dense + torch MC": ("dense", None, "torch"), "hier + skimage": ("hier", None, "skimage"),
                "hier + torch MC": ("hier", None, "torch")}
     for k in args.topk:
         options[f"hier + KV{k}/{n_lat} + torch MC"] = ("hier", k, "torch")
-    out = {"model": "mini", "octree": r, "shapes": len(tokens), "num_latents": n_lat, "options": {}}
+    out = {"model": "mini", "octree": r, "levels": octree_levels(r, args.min_resolution), "shapes": len(tokens), "num_latents": n_lat, "options": {}}
     counted = {"n": 0}
 
     def counting(q):
@@ -96,16 +101,21 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             vol = (decode_dense_fast(geo, tok, r, chunk_size=4096, query=q) if kind == "dense" else
                    decode_hierarchical_fast(geo, tok, r, query=q, **hier))
-            m = marching_cubes_torch(vol[0]) if mc == "torch" else marching_cubes(vol[0])
+            try:
+                m = marching_cubes_torch(vol[0]) if mc == "torch" else marching_cubes(vol[0])
+                ag = mesh_agreement(m, ref, samples=None)
+            except FlowlabError:  # the option lost the whole surface
+                ag = dict(vertices=0, faces=0, ref_vertices=int(ref.vertices.shape[0]),
+                          ref_faces=int(ref.faces.shape[0]), chamfer=float("inf"), chamfer_rel=float("inf"))
             dt = time.perf_counter() - t0
-            ag = mesh_agreement(m, ref, samples=None)
             ag.update(seconds=dt, queries=counted["n"], shape=label)
             per[name].append(ag)
         print(f"  {label}: reference V {ref.vertices.shape[0]} "
               f"F {ref.faces.shape[0]}; " + "; ".join(f"{n}: {a[-1]['chamfer_rel']:.1e}" for n, a in per.items()),
               flush=True)
     dense_q = (r + 1) ** 3
-    print(f"\nmini model ({n_lat} latents), {len(tokens)} shapes, R={r}; reference dense + skimage lewiner "
+    levels = octree_levels(r, args.min_resolution)
+    print(f"\nmini model ({n_lat} latents), {len(tokens)} shapes, R={r}, hierarchical levels {levels}; reference dense + skimage lewiner "
           f"({t_ref / len(tokens):.2f} s a shape on {args.device})")
     print(f"  {'option':<28} {'queries vs dense':>17} {'dV (max |%|)':>13} {'dF (max |%|)':>13} "
           f"{'Chamfer/diag max':>17} {'mean':>9} {'s a shape':>10}")
@@ -121,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<28} {qr:>16.3f}x {dv:>12.3f}% {df:>12.3f}% {cmax:>17.1e} {cmean:>9.1e} {sec:>10.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
-    return 0
+    return out
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

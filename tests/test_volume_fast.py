@@ -212,3 +212,25 @@ def test_hierarchical_fast_on_cuda_matches_cpu(tiny):
     sel = decode_hierarchical_fast(g, tokens.cuda(), R, chunk_size=4096, min_resolution=MIN_R, threshold=THRESHOLD,
                                    query=selected_query(g, tokens.shape[1], group=1024))
     torch.testing.assert_close(sel.cpu(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_same_meshes_benchmark_on_the_shipped_mini_model(capsys):
+    """benchmarks/shape_same_meshes.py on the trained mini model (tiny grid, few steps): it runs, and the options
+    that are exact by construction are exact (hierarchical + skimage: the same mesh; torch marching cubes: Chamfer
+    at float round-off)."""
+    pytest.importorskip("flowlab.shape.mini")
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "shape_same_meshes.py"
+    spec = importlib.util.spec_from_file_location("shape_same_meshes", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["shape_same_meshes"] = mod
+    spec.loader.exec_module(mod)
+    out = mod.main(["--shapes", "1", "--octree", "64", "--min-resolution", "16", "--steps", "20", "--topk", "64"])
+    assert "hier + torch MC" in capsys.readouterr().out
+    opts = out["options"]
+    assert opts["dense + torch MC"]["chamfer_rel_max"] < 1e-6
+    assert opts["hier + torch MC"]["query_fraction"] < 1.0
+    assert set(opts) == {"dense + torch MC", "hier + skimage", "hier + torch MC", "hier + KV64/128 + torch MC"}
