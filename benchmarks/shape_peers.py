@@ -20,6 +20,15 @@ match by design). Measured, each for hy3dgen, flowlab's readable path and flowla
    times a slope, behind the GeoDecoder interface): queries vs dense, mesh agreement, and the decode time
    that the query count implies for the full-size network (flowlab's measured dense cost per query).
 
+7. issue 12 (``fastest_section``): every fast decode / isosurface option (dense or hierarchical decoding, adaptive KV
+   selection, marching cubes by scikit-image or in torch on the GPU) against the reference mesh (dense decode +
+   scikit-image lewiner) on the same latents: vertex and face counts and the symmetric Chamfer distance over the
+   bounding-box diagonal; hy3dgen's FlashVDM decoder; end to end against hy3dgen's pipeline after
+   ``enable_flashvdm()`` (v2-0 DiT, 50 steps, and the guidance-distilled DiT, 5 steps, both with the turbo VAE),
+   and flowlab's goals. These run on the *surface field* (the full network's logit plus ``--surface-slope`` x the
+   inside distance to a sphere and a torus: random weights alone have no surface for a hierarchical decoder to
+   find) and, for the same-mesh numbers, also on the bias-shift field. ``--quick``: these rows only.
+
 Random weights have no surface: the geometry decoder's output bias is shifted by the same amount in both
 implementations (to a high quantile of a coarse decode, so that a small fraction of space is inside).
 Peak memory is per stage: the stage's own allocations plus that implementation's resident weights (both
