@@ -20,6 +20,15 @@ match by design). Measured, each for hy3dgen, flowlab's readable path and flowla
    times a slope, behind the GeoDecoder interface): queries vs dense, mesh agreement, and the decode time
    that the query count implies for the full-size network (flowlab's measured dense cost per query).
 
+7. issue 12 (``fastest_section``): every fast decode / isosurface option (dense or hierarchical decoding, adaptive KV
+   selection, marching cubes by scikit-image or in torch on the GPU) against the reference mesh (dense decode +
+   scikit-image lewiner) on the same latents: vertex and face counts and the symmetric Chamfer distance over the
+   bounding-box diagonal; hy3dgen's FlashVDM decoder; end to end against hy3dgen's pipeline after
+   ``enable_flashvdm()`` (v2-0 DiT, 50 steps, and the guidance-distilled DiT, 5 steps, both with the turbo VAE),
+   and flowlab's goals. These run on the *surface field* (the full network's logit plus ``--surface-slope`` x the
+   inside distance to a sphere and a torus: random weights alone have no surface for a hierarchical decoder to
+   find) and, for the same-mesh numbers, also on the bias-shift field. ``--quick``: these rows only.
+
 Random weights have no surface: the geometry decoder's output bias is shifted by the same amount in both
 implementations (to a high quantile of a coarse decode, so that a small fraction of space is inside).
 Peak memory is per stage: the stage's own allocations plus that implementation's resident weights (both
@@ -45,6 +54,7 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,8 +66,11 @@ from flowlab.sampling import sample  # noqa: E402
 from flowlab.conventions import REVERSED  # noqa: E402
 from flowlab.shape.dit import DIT_CONFIGS, DiTConfig, ShapeDiT  # noqa: E402
 from flowlab.shape.fast import (GraphedVelocity, compile_blocks, compiled_query, decode_dense_fast,  # noqa: E402
-                                marching_cubes_parallel, skip_noop_steps, uncompile_blocks)
-from flowlab.shape.mesh import marching_cubes  # noqa: E402
+                                decode_hierarchical_fast, marching_cubes_parallel, selected_query, skip_noop_steps,
+                                uncompile_blocks)
+from flowlab.shape.isosurface import marching_cubes_torch, mesh_agreement  # noqa: E402
+from flowlab.shape.pipeline import shape_schedule  # noqa: E402
+from flowlab.shape.mesh import Mesh, marching_cubes  # noqa: E402
 from flowlab.shape.pipeline import DiTVelocity, ShapePipeline, initial_latents  # noqa: E402
 from flowlab.shape.vae import KV, VAE_CONFIGS, ShapeVAE, VAEConfig  # noqa: E402
 from flowlab.shape.volume import decode_dense, decode_hierarchical  # noqa: E402
@@ -106,6 +119,8 @@ def import_reference() -> tuple[types.SimpleNamespace | None, str]:
     except Exception:  # noqa: BLE001
         ver = "?"
     return types.SimpleNamespace(DiT=dit_mod.Hunyuan3DDiT, VAE=ae.ShapeVAE, Vanilla=ae.VanillaVolumeDecoder,
+                                 FlashVDM=ae.FlashVDMVolumeDecoding, MC=ae.SurfaceExtractors["mc"],
+                                 export_to_trimesh=pipelines.export_to_trimesh,
                                  schedulers=schedulers, pipelines=pipelines, version=ver), ""
 
 
@@ -241,6 +256,7 @@ def with_sdpa(fn, name: str | None):
     def wrapped(*a):
         with sdpa_kernel(be):
             return fn(*a)
+    wrapped.group = getattr(fn, "group", 1)  # a selected query's group size, for the decoders' chunking
     return wrapped
 
 
@@ -311,12 +327,366 @@ class AnalyticField:
         if points.ndim == 2:
             points = points[None].expand(kv.k.shape[0], -1, -1)
         self.queries += points.shape[1]
-        p = points.float()
-        sphere = 0.45 - (p - torch.tensor([-0.35, 0.0, 0.0], device=p.device)).norm(dim=-1)
-        q = p - torch.tensor([0.4, 0.1, 0.0], device=p.device)
-        ring = torch.stack((q[..., :2].norm(dim=-1) - 0.4, q[..., 2]), dim=-1).norm(dim=-1)
-        torus = 0.15 - ring
-        return self.slope * torch.maximum(sphere, torus)
+        return self.slope * analytic_sdf(points)
+
+
+def analytic_sdf(points: torch.Tensor) -> torch.Tensor:
+    """Inside distance (positive inside) to a sphere and a torus side by side: points (..., 3) -> (...) float32."""
+    p = points.float()
+    sphere = 0.45 - (p - torch.tensor([-0.35, 0.0, 0.0], device=p.device)).norm(dim=-1)
+    q = p - torch.tensor([0.4, 0.1, 0.0], device=p.device)
+    ring = torch.stack((q[..., :2].norm(dim=-1) - 0.4, q[..., 2]), dim=-1).norm(dim=-1)
+    return torch.maximum(sphere, 0.15 - ring)
+
+
+# ---- the "surface field": the full-size network plus an analytic surface -------------------------------
+
+def surface_query(base, slope: float):
+    """``fn(points, k, v) = base(points, k, v) + slope * analytic_sdf(points)`` (float32), keeping ``base.group``.
+
+    Random weights give a field with no surface (after the bias shift: noise-like bubbles, every point within
+    the decoders' near-surface band of 0.95 logits). Adding ``slope`` x the inside distance to a sphere and a
+    torus gives the decoders a real surface to find, while every query still runs the whole network.
+    """
+    def fn(points, k, v):
+        return base(points, k, v).float() + slope * analytic_sdf(points)
+    fn.group = getattr(base, "group", 1)
+    return fn
+
+
+class PeerSurface(torch.nn.Module):
+    """The same field for hy3dgen: its geometry decoder's output plus ``slope * analytic_sdf(queries)``."""
+
+    def __init__(self, inner: torch.nn.Module, slope: float) -> None:
+        super().__init__()
+        self.inner, self.slope = inner, slope
+
+    def set_cross_attention_processor(self, processor) -> None:
+        self.inner.set_cross_attention_processor(processor)
+
+    def forward(self, queries=None, latents=None, **kw):
+        out = self.inner(queries=queries, latents=latents, **kw)
+        return out + (self.slope * analytic_sdf(queries)).to(out.dtype).reshape(out.shape)
+
+
+def pick_row(rows: list, what: str, impl_prefix: str) -> float | None:
+    for x in rows:
+        if x["what"] == what and x["impl"].startswith(impl_prefix):
+            return x["seconds"]
+    return None
+
+
+def peer_mesh(ref, logits: torch.Tensor, r: int):
+    """hy3dgen's surface extractor ('mc': skimage lewiner) and its trimesh export -> flowlab Mesh."""
+    from flowlab.shape.mesh import Mesh
+
+    out = ref.MC()(logits, mc_level=0.0, bounds=1.01, octree_resolution=r)
+    tm = ref.export_to_trimesh(out)[0]
+    if tm is None:
+        raise RuntimeError("hy3dgen's surface extractor found no surface")
+    return Mesh(vertices=np.asarray(tm.vertices, dtype=np.float64), faces=np.asarray(tm.faces, dtype=np.int64))
+
+
+def as_mesh(tm):
+    from flowlab.shape.mesh import Mesh
+
+    return Mesh(vertices=np.asarray(tm.vertices, dtype=np.float64), faces=np.asarray(tm.faces, dtype=np.int64))
+
+
+def compare_options(stage, row, what: str, geo, tokens, r: int, weights: int, ref_mesh, *, dense_query, sel_query,
+                    hier: dict, topk: int, reps: int, warmup: int = 1, peer=None, quick: bool = False) -> dict:
+    """Time each fast decode (once) and each isosurface on its volume, on the same tokens, and compare every
+    mesh to ``ref_mesh`` (dense decode + skimage lewiner). ``peer``: (hy3dgen, its tokens, its geometry decoder,
+    its resident bytes) adds hy3dgen's FlashVDM decoder with its own surface extractor.
+    Returns {label: {decode_s, mc_s, peak_gib, vertices, faces, chamfer_rel, ...}}."""
+    out = {}
+    mcs = {"torch MC": lambda vol: marching_cubes_torch(vol[0]), "skimage": lambda vol: marching_cubes(vol[0])}
+    ch = hier["chunk_size"]
+    plans = [("flowlab dense", lambda: decode_dense_fast(geo, tokens, r, chunk_size=ch, query=dense_query),
+              ["torch MC"], 0, 1, weights),  # the dense query is warm; one dense decode is seconds
+             ("flowlab hier", lambda: decode_hierarchical_fast(geo, tokens, r, query=dense_query, **hier),
+              ["skimage", "torch MC"], warmup, reps, weights),
+             (f"flowlab hier + KV{topk}", lambda: decode_hierarchical_fast(geo, tokens, r, query=sel_query, **hier),
+              ["torch MC"], warmup, reps, weights)]
+    if peer is not None:
+        ref, rtokens, rgeo, w_r = peer
+        vdm = ref.FlashVDM()
+        mcs["its MC"] = lambda vol: peer_mesh(ref, vol, r)
+        plans.append(("hy3dgen FlashVDM decoder", lambda: vdm(rtokens, rgeo, bounds=1.01, num_chunks=8000, mc_level=0.0,
+                                                              octree_resolution=r, enable_pbar=False),
+                      ["its MC"], warmup, reps, w_r))
+    if quick:  # the default option alone
+        plans = [(name, fn, ["torch MC"], wu, n, wts) for name, fn, _m, wu, n, wts in plans if name == "flowlab hier"]
+    for name, decode_fn, mc_names, wu, n, wts in plans:
+        try:
+            sd, pd, vol = stage(decode_fn, wts, warmup=wu, reps=n)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"  {what}: {name} FAILED: {type(e).__name__}: {str(e)[:160]}", flush=True)
+            out[name] = {"error": str(e)[:160]}
+            continue
+        for mc in mc_names:
+            label = f"{name} + {mc}"
+            try:
+                sm, pm, m = stage(lambda: mcs[mc](vol), wts, warmup=0, reps=1)
+                ag = mesh_agreement(m, ref_mesh)
+            except Exception as e:  # noqa: BLE001
+                print(f"  {what}: {label} FAILED: {type(e).__name__}: {str(e)[:160]}", flush=True)
+                out[label] = {"error": str(e)[:160]}
+                continue
+            out[label] = dict(decode_s=sd, mc_s=sm, peak_gib=max(pd, pm), **ag)
+            row(what, label, sd + sm, max(pd, pm), f"decode {sd * 1e3:.0f} + MC {sm * 1e3:.0f} ms; V {ag['vertices']} "
+                f"F {ag['faces']} (ref {ag['ref_vertices']} / {ag['ref_faces']}); Chamfer {ag['chamfer_rel']:.1e} diag")
+        del vol
+    return out
+
+def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg, cond, lat, tokens, rtokens, vae, rvae,
+                    dit, rdit, w_f, w_r, query, att_dec, att_dit, fast_step, ts, ref_mesh, compile_ok, reps,
+                    graph_gib: float = 0.0) -> None:
+    """Issue 12: fast decode / isosurface options against the reference mesh, and end to end against hy3dgen
+    with FlashVDM (its defaults) and its turbo configuration. Results go to ``res`` and ``rows``.
+
+    ``graph_gib``: the peak of the v2-0 step's CUDA-graph capture above the weights. The graph's private memory
+    pool stays reserved (not "allocated") while later stages run, so flowlab's end-to-end peaks add it."""
+    r, steps, ch0 = args.octree, args.steps, args.chunk_size[0]
+    topk = args.topk if not args.smoke else max(1, vcfg.num_latents // 2)
+    hier = dict(chunk_size=ch0, min_resolution=63 if r >= 252 else max(2, r // 4))
+    slope = args.surface_slope
+    few = min(reps, 3)
+
+    def plain(g):
+        return lambda p, k, v: g.query(p, KV(k=k, v=v))
+
+    def queries(geo, tok, dense=None):
+        """Dense and selected queries for ``geo``, compiled (and warmed) at the chunk shape."""
+        t0 = time.perf_counter()
+        small = max(4, math.ceil(ch0 ** (1 / 3)))
+        if dense is None:
+            try:
+                dq = with_sdpa(compiled_query(geo) if compile_ok else plain(geo), att_dec)
+                decode_dense_fast(geo, tok, small, chunk_size=ch0, query=dq)
+            except Exception as e:  # noqa: BLE001 - compilation trouble: measure the eager query instead
+                print(f"  (compiled dense query failed, eager instead: {type(e).__name__}: {str(e)[:120]})", flush=True)
+                dq = with_sdpa(plain(geo), att_dec)
+        else:
+            dq = dense
+        if args.quick:
+            return dq, None
+        try:
+            sq = with_sdpa(selected_query(geo, topk, compile=compile_ok), att_dec)
+            decode_dense_fast(geo, tok, small, chunk_size=ch0, query=sq)
+        except Exception as e:  # noqa: BLE001
+            print(f"  (compiled selected query failed, eager instead: {type(e).__name__}: {str(e)[:120]})", flush=True)
+            sq = with_sdpa(selected_query(geo, topk), att_dec)
+        res.setdefault("query_compile_s", []).append(time.perf_counter() - t0)
+        return dq, sq
+
+    def save():
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+
+    sq = queries(vae.geo_decoder, tokens, dense=query)[1]
+    # ---- B. the turbo VAE (FlashVDM's: geo decoder width 512, MLP 1, no ln_post), same seeded weights ------
+    tcfg = (VAEConfig(**{**vcfg.as_dict(), "geo_decoder_downsample_ratio": 2, "geo_decoder_mlp_expand_ratio": 1,
+                         "geo_decoder_ln_post": False}) if args.smoke else VAE_CONFIGS["v2-0-turbo"])
+    with torch.device("meta"):
+        tproto = ShapeVAE(tcfg)
+    sd = seeded_state(tproto, 3, device, dtype)
+    tvae = build(ShapeVAE, tcfg, sd, device, dtype)
+    rtvae = build(ref.VAE, vae_params(tcfg), sd, device, dtype) if ref else None
+    del sd, tproto
+    ttok = tvae.decode_latents(lat)
+    coarse = decode_dense(tvae.geo_decoder, ttok, 32, chunk_size=40000)
+    shift = torch.quantile(coarse.float().flatten(), 1.0 - args.inside)
+    tvae.geo_decoder.output_proj.bias -= shift.to(dtype)
+    if ref:
+        rtvae.geo_decoder.output_proj.bias -= shift.to(dtype)
+        rttok = rtvae(1.0 / rtvae.scale_factor * lat)
+    w_tf = nbytes(dit) + nbytes(tvae)
+    w_tr = (nbytes(rdit) + nbytes(rtvae)) if ref else 0
+    tdq, tsq = queries(tvae.geo_decoder, ttok)
+    # ---- C. the surface field: the same networks plus slope x the inside distance to a sphere and a torus ----
+    print(f"  -- surface field: network logits + {slope:g} x inside distance to a sphere and a torus (every query "
+          f"runs the whole network; the decoders get a real surface to find)", flush=True)
+    if ref:
+        rvae.geo_decoder = PeerSurface(rvae.geo_decoder, slope)
+        rtvae.geo_decoder = PeerSurface(rtvae.geo_decoder, slope)
+    surf = {}
+    for name, v_, tok, rtok, dq, sq_, w_a, w_b in (("v2-0", vae, tokens, rtokens, query, sq, w_f, w_r),
+                                                   ("turbo", tvae, ttok, rttok if ref else None, tdq, tsq, w_tf, w_tr)):
+        sdq, ssq = surface_query(dq, slope), (surface_query(sq_, slope) if sq_ is not None else None)
+        what = f"surface field, {name} VAE, R={r}"
+        sec, peak, svol = stage(lambda: decode_dense_fast(v_.geo_decoder, tok, r, chunk_size=ch0, query=sdq), w_a,
+                                warmup=0, reps=1)
+        t0 = time.perf_counter()
+        sref = marching_cubes(svol[0])
+        mc_s = time.perf_counter() - t0
+        row(what, "flowlab dense + skimage (reference)", sec + mc_s, peak,
+            f"decode {sec * 1e3:.0f} + MC {mc_s * 1e3:.0f} ms; V {sref.vertices.shape[0]} F {sref.faces.shape[0]}")
+        del svol
+        surf[name] = dict(dq=sdq, sq=ssq, ref=sref, dense_s=sec, mc_s=mc_s)
+        res[f"options_surface_{name}"] = compare_options(
+            stage, row, what, v_.geo_decoder, tok, r, w_a, sref, dense_query=sdq, sel_query=ssq, hier=hier, topk=topk,
+            warmup=1, reps=few, quick=args.quick,
+            peer=(ref, rtok, (rvae if name == "v2-0" else rtvae).geo_decoder, w_b) if ref and not args.quick else None)
+        save()
+
+    # ---- D. end to end on the surface field ------------------------------------------------------------------
+    e2e = res.setdefault("e2e", {})
+
+    def flowlab_e2e(step, sched, v_, q_):
+        def fn():
+            x = sample(step, initial_latents(lat.shape, 0, dtype, device), sched, REVERSED, check_finite=False)
+            logits = decode_hierarchical_fast(v_.geo_decoder, v_.decode_latents(x), r, query=q_, **hier)
+            return marching_cubes_torch(logits[0])
+        return fn
+
+    def record(what, impl, fn, weights, ref_m, warmup, n, pool_gib=0.0):
+        try:
+            sec, peak, m = stage(fn, weights, warmup=warmup, reps=n)
+            peak = peak + pool_gib
+            if not isinstance(m, Mesh):
+                m = as_mesh(m)  # hy3dgen's trimesh
+            ag = mesh_agreement(m, ref_m)
+        except Exception as e:  # noqa: BLE001
+            print(f"  {what}: {impl} FAILED: {type(e).__name__}: {str(e)[:200]}", flush=True)
+            e2e[f"{what} | {impl}"] = {"error": str(e)[:200]}
+            return
+        e2e[f"{what} | {impl}"] = dict(seconds=sec, peak_gib=peak, **ag)
+        row(what, impl, sec, peak, f"V {ag['vertices']} F {ag['faces']}; Chamfer {ag['chamfer_rel']:.1e} diag "
+            f"(vs dense + skimage)" + (f"; peak incl. graph pool {pool_gib:.2f} GiB" if pool_gib else ""))
+        save()
+
+    def vdm_pipeline(dit_m, turbo: bool):
+        sched = (ref.schedulers.ConsistencyFlowMatchEulerDiscreteScheduler(pcm_timesteps=100) if turbo
+                 else ref.schedulers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000))
+        p = ref.pipelines.Hunyuan3DDiTFlowMatchingPipeline(
+            vae=rtvae, model=dit_m, scheduler=sched, conditioner=_Cond(cond), image_processor=_processor,
+            device=device, dtype=dtype, from_pretrained_kwargs=dict(model_path="seeded-random", use_safetensors=True))
+        # its defaults: adaptive KV selection, topk_mode 'mean', mc_algo 'mc'; replace_vae finds no released
+        # folder for these weights, and the VAE given is already the turbo one it would swap in
+        p.enable_flashvdm()
+        return p
+
+    def ref_call(p, n_steps, chunks, out="trimesh"):
+        return lambda: p(image=object(), num_inference_steps=n_steps, guidance_scale=5.0,
+                         generator=torch.Generator().manual_seed(0), octree_resolution=r, num_chunks=chunks,
+                         output_type=out, enable_pbar=False)[0] if out == "trimesh" else p(
+            image=object(), num_inference_steps=n_steps, guidance_scale=5.0, generator=torch.Generator().manual_seed(0),
+            output_type="latent", enable_pbar=False)
+
+    print("  -- end to end on the surface field (hy3dgen: its pipeline with enable_flashvdm(), output_type "
+          "'trimesh'; flowlab: fast path, hierarchical decode, torch marching cubes)", flush=True)
+    what = f"e2e v2-0 {steps} calls, v2-0 VAE, R={r}"
+    record(what, f"flowlab fast, hier ({ts.numel() - 1} calls)", flowlab_e2e(fast_step, ts, vae, surf["v2-0"]["dq"]),
+           w_f, surf["v2-0"]["ref"], 0, 1, pool_gib=graph_gib)
+    if not args.quick:
+        record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(fast_step, ts, vae, surf["v2-0"]["sq"]), w_f,
+           surf["v2-0"]["ref"], 0, 1, pool_gib=graph_gib)
+    what = f"e2e v2-0 {steps} calls + FlashVDM (turbo VAE), R={r}"
+    if ref:
+        rp_vdm = vdm_pipeline(rdit, False)
+        record(what, "hy3dgen + enable_flashvdm()", ref_call(rp_vdm, steps, 8000), w_r + nbytes(rtvae) - nbytes(rvae),
+               surf["turbo"]["ref"], 1, 1)
+        del rp_vdm
+    record(what, f"flowlab fast, hier ({ts.numel() - 1} calls)", flowlab_e2e(fast_step, ts, tvae, surf["turbo"]["dq"]),
+           w_tf, surf["turbo"]["ref"], 0, 1, pool_gib=graph_gib)
+    if not args.quick:
+        record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(fast_step, ts, tvae, surf["turbo"]["sq"]), w_tf,
+           surf["turbo"]["ref"], 0, 1, pool_gib=graph_gib)
+
+    # turbo: the guidance-distilled DiT, 5 steps of the consistency schedule, turbo VAE
+    dc = DiTConfig(**{**dcfg.as_dict(), "guidance_embed": True})
+    with torch.device("meta"):
+        proto = ShapeDiT(dc)
+    if args.smoke:
+        proto = ShapeDiT(dc)
+    sd = seeded_state(proto, 20, device, dtype)
+    del proto
+    td = build(ShapeDiT, dc, sd, device, dtype)
+    rtd = build(ref.DiT, dit_params(dc), sd, device, dtype) if ref else None
+    del sd
+    w_t = nbytes(td) + nbytes(tvae)
+    tts = shape_schedule(5, "consistency", pcm_timesteps=100)
+    if compile_ok:
+        compile_blocks(td)
+    tstep = with_sdpa(DiTVelocity(td, cond, guidance=5.0), att_dit)
+    tstep = GraphedVelocity(tstep) if device.type == "cuda" else tstep
+    tgraph_gib = 0.0
+    if device.type == "cuda":  # capture now, and measure the graph's memory above the weights
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        tstep(initial_latents(lat.shape, 0, dtype, device), torch.full((1,), 0.5, device=device))
+        torch.cuda.synchronize()
+        tgraph_gib = (torch.cuda.max_memory_allocated() - base) / 2 ** 30
+    what = "turbo DiT, 5 steps (latents)"
+    if ref:
+        rp_t = vdm_pipeline(rtd, True)
+        sec, peak, _ = stage(ref_call(rp_t, 5, 8000, out="latent"), nbytes(rtd), warmup=1, reps=few)
+        row(what, "hy3dgen (its pipeline)", sec, peak)
+    sec, peak, lt = stage(lambda: sample(tstep, initial_latents(lat.shape, 0, dtype, device), tts, REVERSED,
+                                         check_finite=False), nbytes(td), warmup=1, reps=few)
+    row(what, "flowlab fast (graph)", sec, peak + tgraph_gib, f"peak incl. graph pool {tgraph_gib:.2f} GiB")
+    # reference mesh for the turbo latents: dense decode + skimage
+    ttl = tvae.decode_latents(lt)
+    tref_t = marching_cubes(decode_dense_fast(tvae.geo_decoder, ttl, r, chunk_size=ch0, query=surf["turbo"]["dq"])[0])
+    del ttl
+    what = f"e2e turbo 5 steps + turbo VAE + FlashVDM, R={r}"
+    if ref:
+        for chunks in (8000, 200000):
+            record(what, f"hy3dgen + enable_flashvdm(), {chunks} a chunk", ref_call(rp_t, 5, chunks),
+                   nbytes(rtd) + nbytes(rtvae), tref_t, 1, few)
+        del rp_t
+    record(what, "flowlab fast, hier", flowlab_e2e(tstep, tts, tvae, surf["turbo"]["dq"]), w_t, tref_t, 1, few, pool_gib=tgraph_gib)
+    if not args.quick:
+        record(what, f"flowlab fast, hier + KV{topk}", flowlab_e2e(tstep, tts, tvae, surf["turbo"]["sq"]), w_t, tref_t,
+           1, few, pool_gib=tgraph_gib)
+    uncompile_blocks(td)
+    del td, rtd, tstep
+
+    # ---- goals ------------------------------------------------------------------------------------------------
+    def get(key):
+        x = e2e.get(key) or {}
+        return x.get("seconds"), x.get("peak_gib"), x.get("chamfer_rel")
+    std = get(f"e2e v2-0 {steps} calls, v2-0 VAE, R={r} | flowlab fast, hier ({ts.numel() - 1} calls)")
+    tur = get(f"e2e turbo 5 steps + turbo VAE + FlashVDM, R={r} | flowlab fast, hier")
+    peers = [get(f"e2e turbo 5 steps + turbo VAE + FlashVDM, R={r} | hy3dgen + enable_flashvdm(), {c} a chunk")
+             for c in (8000, 200000)]
+    best = min((p for p in peers if p[0] is not None), default=(None, None, None), key=lambda p: p[0])
+    res["goals"] = dict(v20_e2e_s=std[0], v20_chamfer_rel=std[2], turbo_e2e_s=tur[0], turbo_chamfer_rel=tur[2],
+                        peer_turbo_best_s=best[0], peer_turbo_peak_gib=best[1], turbo_peak_gib=tur[1],
+                        turbo_ratio=(best[0] / tur[0]) if best[0] and tur[0] else None)
+    g = res["goals"]
+    fmt = lambda x, f: "n/a" if x is None else format(x, f)  # noqa: E731
+    print(f"  GOALS: v2-0 {steps} calls e2e {fmt(g['v20_e2e_s'], '.3f')} s (goal <= 3.0), Chamfer "
+          f"{fmt(g['v20_chamfer_rel'], '.1e')}; turbo e2e {fmt(g['turbo_e2e_s'], '.3f')} s (goal <= 0.5), "
+          f"hy3dgen turbo + FlashVDM best {fmt(g['peer_turbo_best_s'], '.3f')} s, ratio {fmt(g['turbo_ratio'], '.2f')}x "
+          f"(goal >= 2), peak {fmt(g['turbo_peak_gib'], '.2f')} vs {fmt(g['peer_turbo_peak_gib'], '.2f')} GiB", flush=True)
+    save()
+
+    if args.quick:
+        return
+    # ---- A. the benchmark's field (random weights, output bias shifted), v2-0 VAE, same latents ---------
+    print(f"  -- fast options on the same latents (random weights, bias shift; KV top-{topk} of "
+          f"{vcfg.num_latents}); reference = flowlab dense decode + skimage lewiner", flush=True)
+    res["options_biasshift_v20"] = compare_options(
+        stage, row, f"bias-shift field, v2-0 VAE, R={r}", vae.geo_decoder, tokens, r, w_f, ref_mesh,
+        dense_query=query, sel_query=sq, hier=hier, topk=topk, warmup=0, reps=1)
+    save()
+
+    # ---- B'. bias-shift field, turbo VAE
+    what = f"bias-shift field, turbo VAE, R={r}"
+    sec, peak, tvol = stage(lambda: decode_dense_fast(tvae.geo_decoder, ttok, r, chunk_size=ch0, query=tdq), w_tf,
+                            warmup=0, reps=1)
+    t0 = time.perf_counter()
+    tref = marching_cubes(tvol[0])
+    row(what, "flowlab dense + skimage (reference)", sec + time.perf_counter() - t0, peak,
+        f"decode {sec * 1e3:.0f} ms; V {tref.vertices.shape[0]} F {tref.faces.shape[0]}")
+    del tvol
+    res["options_biasshift_turbo"] = compare_options(
+        stage, row, what, tvae.geo_decoder, ttok, r, w_tf, tref, dense_query=tdq, sel_query=tsq, hier=hier, topk=topk,
+        warmup=0, reps=1)
+    save()
 
 
 # ---- the benchmark ------------------------------------------------------------------------------------
@@ -326,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny configs, seconds")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--octree", type=int, default=384)
-    ap.add_argument("--ref-chunks", type=int, nargs=2, default=[8000, 200000], help="reference decode chunk sizes")
+    ap.add_argument("--ref-chunks", type=int, nargs="+", default=[8000, 200000], help="reference decode chunk sizes")
     ap.add_argument("--chunk-size", type=int, nargs="+", default=[32768, 131072],
                     help="flowlab fast decode chunk sizes (the first is used end to end)")
     ap.add_argument("--mc-workers", type=int, default=min(16, os.cpu_count() or 1),
@@ -334,7 +704,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inside", type=float, default=0.02, help="fraction of the coarse grid put inside (bias shift)")
     ap.add_argument("--no-compile", action="store_true", help="fast path without torch.compile (graphs only)")
     ap.add_argument("--no-peer", action="store_true", help="skip hy3dgen")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["mini", "turbo", "hier", "e2e", "readable-decode"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["mini", "turbo", "hier", "e2e", "readable-decode", "fastest",
+                                                          "floors"])
+    ap.add_argument("--topk", type=int, default=1024, help="adaptive KV selection: tokens kept per group of 1024 "
+                    "queries (FlashVDM keeps 1024 of 3072)")
+    ap.add_argument("--surface-slope", type=float, default=100.0,
+                    help="surface field: logits + slope x inside distance to a sphere and a torus")
+    ap.add_argument("--quick", action="store_true", help="issue-12 rows only: the fast loop, the surface-field "
+                    "references and default options, end to end with the peers (no KV, no bias-shift options)")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
 
@@ -403,11 +780,12 @@ def main(argv: list[str] | None = None) -> int:
         t2 = torch.full((2,), 0.5, device=device, dtype=dtype)
         what = f"DiT step CFG b2 ({vcfg.num_latents}+{n_cond} tok)"
         v_ref = None
-        if ref:
+        if ref and not args.quick:
             sec, peak, v_ref = stage(lambda: rdit(x2, t2, {"main": c2}), w_r, reps=reps)
             row(what, "hy3dgen", sec, peak)
-        sec, peak, v = stage(lambda: dit(x2, t2, c2), w_f, reps=reps)
-        row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(v, v_ref)}" if ref else "")
+        if not args.quick:
+            sec, peak, v = stage(lambda: dit(x2, t2, c2), w_f, reps=reps)
+            row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(v, v_ref)}" if ref else "")
 
         att_dit, att_times = sdpa_choice(lambda: dit(x2, t2, c2), device)
         if att_dit:
@@ -430,11 +808,12 @@ def main(argv: list[str] | None = None) -> int:
             def ref_loop():
                 return rp(image=object(), num_inference_steps=steps, guidance_scale=5.0,
                           generator=torch.Generator().manual_seed(0), output_type="latent", enable_pbar=False)
-            sec, peak, lat_ref = stage(ref_loop, w_r, warmup=0, reps=1)
-            row(what, "hy3dgen (its pipeline)", sec, peak)
+            if not args.quick:
+                sec, peak, lat_ref = stage(ref_loop, w_r, warmup=0, reps=1)
+                row(what, "hy3dgen (its pipeline)", sec, peak)
         sec, peak, lat = stage(lambda: pipe.sample_latents(cond, steps=steps, guidance=5.0, seed=0), w_f,
                                warmup=0, reps=1)
-        row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(lat, lat_ref)}" if ref else "")
+        row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(lat, lat_ref)}" if lat_ref is not None else "")
 
         # ---- fast DiT -------------------------------------------------------------------------------
         if device.type == "cuda":
@@ -468,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
             return sample(step, x0.clone(), sched, REVERSED, check_finite=False)
         sec, peak, lat_fast = stage(fast_loop, w_f, warmup=0, reps=1)
         row(what, f"flowlab fast ({ts.numel() - 1} calls)", sec, max(peak, cap_peak),
-            (f"max|dlat| {dstr(lat_fast, lat_ref)}" if ref else "") +
+            (f"max|dlat| {dstr(lat_fast, lat_ref)}" if lat_ref is not None else "") +
             f" vs readable {dstr(lat_fast, lat)}")
         res["latents_finite"] = bool(torch.isfinite(lat_fast).all())
 
@@ -488,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
         r = args.octree
         what = f"dense decode R={r} ({(r + 1) ** 3 / 1e6:.1f} M pts)"
         vol_ref = None
-        if ref:
+        if ref and not args.quick:
             for ch in args.ref_chunks:
                 sec, peak, vol_ref = stage(lambda ch=ch: ref.Vanilla()(rtokens, rvae.geo_decoder, bounds=1.01,
                                                                         num_chunks=ch, octree_resolution=r,
@@ -516,34 +895,48 @@ def main(argv: list[str] | None = None) -> int:
             # compile (or warm up) at this chunk's shape, outside the timed decode
             decode_dense_fast(vae.geo_decoder, tokens, max(1, math.ceil(ch ** (1 / 3))), chunk_size=ch, query=query)
             res[f"decode_compile_s_{ch}"] = time.perf_counter() - t0
+            if args.quick:
+                continue
             sec, peak, vol = stage(lambda ch=ch: decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=ch,
                                                                    query=query), w_f, warmup=0, reps=1)
             sign = f" sign agree {float(((vol > 0) == (vol_ref > 0)).float().mean()) * 100:.4f}%" if ref else ""
             row(what, f"flowlab fast, {ch}", sec, peak,
                 (f"max|dlogit| {dstr(vol, vol_ref)}" if ref else "") + sign)
             del vol
-        vol = decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size[0], query=query)
-        res["inside_fraction"] = float((vol > 0).float().mean())
-        t0 = time.perf_counter()
-        try:
-            mesh = marching_cubes(vol[0])
-            res["mesh_same_latents"] = {"flowlab": int(mesh.vertices.shape[0])}
-        except Exception as e:  # noqa: BLE001
-            res["mesh_same_latents"] = {"error": str(e)[:120]}
-        res["marching_cubes_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        try:
-            pmesh = marching_cubes_parallel(vol[0], pool=pool)
-            res["mesh_same_latents"]["flowlab_slab_mc"] = int(pmesh.vertices.shape[0])
-        except Exception as e:  # noqa: BLE001
-            res["mesh_same_latents"]["slab_error"] = str(e)[:120]
-        res["marching_cubes_slabs_s"] = time.perf_counter() - t0
-        if ref and "flowlab" in res["mesh_same_latents"]:
-            res["mesh_same_latents"]["hy3dgen_volume"] = int(marching_cubes(vol_ref[0]).vertices.shape[0])
-        print(f"  marching cubes (CPU, skimage + trimesh merge): readable {res['marching_cubes_s']:.2f} s, "
-              f"slabs on {args.mc_workers} processes {res['marching_cubes_slabs_s']:.2f} s; vertices on the same "
-              f"latents {res['mesh_same_latents']}; inside {res['inside_fraction'] * 100:.2f}%", flush=True)
+        if args.quick:
+            mesh, vol, res["mesh_same_latents"] = None, None, {"flowlab": None}
+        else:
+            vol = decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size[0], query=query)
+            res["inside_fraction"] = float((vol > 0).float().mean())
+            t0 = time.perf_counter()
+            try:
+                mesh = marching_cubes(vol[0])
+                res["mesh_same_latents"] = {"flowlab": int(mesh.vertices.shape[0])}
+            except Exception as e:  # noqa: BLE001
+                res["mesh_same_latents"] = {"error": str(e)[:120]}
+            res["marching_cubes_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            try:
+                pmesh = marching_cubes_parallel(vol[0], pool=pool)
+                res["mesh_same_latents"]["flowlab_slab_mc"] = int(pmesh.vertices.shape[0])
+            except Exception as e:  # noqa: BLE001
+                res["mesh_same_latents"]["slab_error"] = str(e)[:120]
+            res["marching_cubes_slabs_s"] = time.perf_counter() - t0
+            if ref and "flowlab" in res["mesh_same_latents"]:
+                res["mesh_same_latents"]["hy3dgen_volume"] = int(marching_cubes(vol_ref[0]).vertices.shape[0])
+            print(f"  marching cubes (CPU, skimage + trimesh merge): readable {res['marching_cubes_s']:.2f} s, "
+                  f"slabs on {args.mc_workers} processes {res['marching_cubes_slabs_s']:.2f} s; vertices on the same "
+                  f"latents {res['mesh_same_latents']}; inside {res['inside_fraction'] * 100:.2f}%", flush=True)
         del coarse
+
+        # ---- issue 12: every fast option vs the reference mesh, hy3dgen with FlashVDM, end to end -------
+        if "fastest" not in args.skip and "flowlab" in res["mesh_same_latents"]:
+            fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg, cond, lat, tokens,
+                            rtokens if ref else None, vae, rvae if ref else None, dit, rdit if ref else None,
+                            w_f, w_r if ref else 0, query, att_dec, att_dit, fast_step, ts, mesh, compile_ok, reps,
+                            graph_gib=max(0.0, cap_peak - w_f / 2 ** 30) if device.type == "cuda" else 0.0)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
         # ---- end to end -------------------------------------------------------------------------------
         if "e2e" not in args.skip:
@@ -672,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    if device.type == "cuda":
+    if device.type == "cuda" and "floors" not in args.skip:
         from torch.nn.attention import SDPBackend
 
         fl = floors(device, {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION},

@@ -32,7 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, default=5.0, help="CFG scale w: v_u + w (v_c - v_u) (default 5.0)")
     parser.add_argument("--octree", type=int, default=384, help="grid resolution R: (R+1)^3 queries (default 384)")
     parser.add_argument("--chunk-size", type=int, default=8000, metavar="N", help="points a decoder call (default 8000)")
-    parser.add_argument("--hierarchical", action="store_true", help="coarse-to-fine decoding (fewer queries)")
+    parser.add_argument("--decode", default=None, choices=["hierarchical", "dense"],
+                        help="volume decoding: coarse to fine, the network only near the surface (default), or "
+                             "every grid point (the reference)")
+    parser.add_argument("--hierarchical", action="store_true", help=argparse.SUPPRESS)  # former flag, now the default
+    parser.add_argument("--kv-topk", type=int, default=None, metavar="K",
+                        help="hierarchical decoding: each group of 1024 points attends only to its K most "
+                             "important latent tokens (default: all tokens)")
+    parser.add_argument("--isosurface", default="auto", choices=["auto", "skimage", "torch"],
+                        help="marching cubes: skimage lewiner on the CPU (the reference), torch (where the volume "
+                             "is), or auto (default: torch on a GPU, skimage on the CPU)")
     parser.add_argument("--convention", default="reversed", choices=["reversed", "conventional"],
                         help="sampling convention (default reversed, as released)")
     parser.add_argument("--time-rounding", default="reference", choices=["reference", "none"],
@@ -85,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     for name in ("steps", "octree", "chunk_size"):
         if getattr(args, name) < 1:
             raise FlowlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.hierarchical and args.decode == "dense":
+        raise FlowlabError("--hierarchical and --decode dense contradict each other; give one")
+    decode = args.decode or "hierarchical"
+    if args.kv_topk is not None and (args.kv_topk < 1 or decode != "hierarchical"):
+        raise FlowlabError(f"--kv-topk {args.kv_topk}: needs K >= 1 and --decode hierarchical")
     device = resolve_device(args.device)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(
         args.dtype, torch.float16 if device.type == "cuda" else torch.float32)
@@ -102,12 +116,12 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     n = args.octree + 1
     # hierarchical decoding evaluates an unknown subset of the (R + 1)^3 points: no total then
-    bar = tqdm(total=None if args.hierarchical else n ** 3, desc="decoding", unit="pt", unit_scale=True,
+    bar = tqdm(total=None if decode == "hierarchical" else n ** 3, desc="decoding", unit="pt", unit_scale=True,
                file=sys.stderr, disable=quiet)
     logits = pipe.decode_volume(latents, octree=args.octree, chunk_size=args.chunk_size,
-                                hierarchical=args.hierarchical, progress=bar.update)
+                                decode=decode, kv_topk=args.kv_topk, progress=bar.update)
     bar.close()
-    mesh = pipe.mesh(logits)
+    mesh = pipe.mesh(logits, method=args.isosurface)
     export_mesh(mesh, out)
     eff = n_effective_steps(pipe.schedule(args.steps, wasted_last_step=args.schedule == "reference"))
     print(f"wrote {out}: {mesh.vertices.shape[0]} vertices, {mesh.faces.shape[0]} faces "

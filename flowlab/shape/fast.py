@@ -16,6 +16,10 @@ definition; nothing here changes what is computed, only how:
   (the last one padded, so a compiled query sees one shape) written into one preallocated volume
   (no list of chunks and concatenation: half the peak memory of the volume), and an optional
   compiled query.
+* :func:`decode_hierarchical_fast`: :func:`flowlab.shape.volume.decode_hierarchical` (coarse to fine,
+  the network only near the surface) with the same fixed-size chunks and optional compiled query;
+  the points of each level are grouped in space (:func:`flowlab.shape.volume.brick_order`), which the
+  adaptive key / value selection of :func:`selected_query` relies on.
 
 Direction of time is the model's (reversed for Hunyuan3D-2: t = 0 noise, t = 1 data).
 """
@@ -29,10 +33,10 @@ from torch import Tensor
 from ..errors import FlowlabError
 from .dit import ShapeDiT
 from .vae import KV, GeoDecoder
-from .volume import grid_axis, grid_points
+from .volume import brick_order, grid_axis, grid_points, octree_levels, query_selected, refine_level
 
 __all__ = ["compile_blocks", "uncompile_blocks", "GraphedVelocity", "skip_noop_steps", "decode_dense_fast",
-           "compiled_query", "marching_cubes_parallel"]
+           "compiled_query", "marching_cubes_parallel", "decode_hierarchical_fast", "selected_query"]
 
 #: A velocity model ``model(x, t) -> v``: x (B, N, C), t (B,) -> v (B, N, C).
 Velocity = Callable[[Tensor, Tensor], Tensor]
@@ -139,6 +143,80 @@ def compiled_query(geo: GeoDecoder, *, backend: str = "inductor", mode: str | No
         return geo.query(points, KV(k=k, v=v))
 
     return torch.compile(query, backend=backend, mode=mode, dynamic=False)
+
+
+def selected_query(geo: GeoDecoder, topk: int, *, group: int = 1024, probes: int = 32, compile: bool = False,
+                   backend: str = "inductor", mode: str | None = None) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """``fn(points (B, P, 3), k, v) -> logits (B, P)`` with adaptive key / value selection
+    (:func:`flowlab.shape.volume.query_selected`: each group of ``group`` points attends to its ``topk``
+    most important latent tokens). P must be a multiple of ``group`` (the fast decoders' chunk sizes are).
+    """
+    if topk < 1 or group < 1 or probes < 1:
+        raise FlowlabError(f"topk, group and probes must be >= 1, got {topk}, {group}, {probes}")
+
+    def query(points: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return query_selected(geo, points, KV(k=k, v=v), topk=topk, group=group, probes=probes)
+
+    query.group = group  # the decoders round their chunk size to a multiple of it
+    if compile:
+        compiled = torch.compile(query, backend=backend, mode=mode, dynamic=False)
+        compiled.group = group
+        return compiled
+    return query
+
+
+def _query_points(kv: KV, axis: Tensor, flat: Tensor, out: Tensor, step: int,
+                  query: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
+    """``out[:, flat] = query(grid points at flat)`` in chunks of exactly ``step`` points (the last one
+    padded with copies of its final point; the copies write the same value again)."""
+    total = flat.shape[0]
+    b = out.shape[0]
+    for start in range(0, total, step):
+        idx = flat[start:start + step]
+        if idx.shape[0] < step:
+            idx = torch.cat([idx, idx[-1:].expand(step - idx.shape[0])])
+        points = grid_points(axis, idx)[None].expand(b, -1, -1)
+        out[:, idx] = query(points, kv.k, kv.v).float()
+
+
+@torch.no_grad()
+def decode_hierarchical_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, bounds: float = 1.01,
+                             chunk_size: int = 131072, min_resolution: int = 63, threshold: float = 0.95,
+                             query: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
+    """Coarse-to-fine logits, as :func:`flowlab.shape.volume.decode_hierarchical` (the same levels,
+    the same near-surface points, the same upsampling), with every chunk exactly ``chunk_size`` points
+    (rounded up to a multiple of ``query.group`` for a :func:`selected_query`), so that one compiled
+    query serves all of them. With a :func:`selected_query` each level's points are queried in
+    :func:`brick_order`, so that a group of points is compact in space.
+
+    tokens: (B, N, width). Returns (B, R + 1, R + 1, R + 1) float32, positive = inside.
+    """
+    if chunk_size < 1:
+        raise FlowlabError(f"chunk size must be >= 1, got {chunk_size}")
+    if tokens.ndim != 3:
+        raise FlowlabError(f"tokens must be (B, N, width) decoded latent tokens, got shape {tuple(tokens.shape)}")
+    if query is None:
+        def query(points: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            return geo.query(points, KV(k=k, v=v))
+    group = int(getattr(query, "group", 1))
+    step = -(-chunk_size // group) * group
+    dev = tokens.device
+    b = tokens.shape[0]
+    kv = geo.prepare(tokens)
+    levels = octree_levels(resolution, min_resolution)
+    n = levels[0] + 1
+    out = torch.empty(b, n ** 3, dtype=torch.float32, device=dev)
+    order = (lambda f, m: brick_order(f, m)) if group > 1 else (lambda f, m: f)  # only selection needs it
+    _query_points(kv, grid_axis(levels[0], bounds).to(dev), order(torch.arange(n ** 3, device=dev), n), out, step,
+                  query)
+    logits = out.view(b, n, n, n)
+    for res in levels[1:]:
+        n = res + 1
+        fine, flat = refine_level(logits, res, threshold)
+        del logits
+        _query_points(kv, grid_axis(res, bounds).to(dev), order(flat, n), fine, step, query)
+        logits = fine.view(b, n, n, n)
+    return logits
 
 
 @torch.no_grad()

@@ -283,19 +283,60 @@ class ShapePipeline:
     @torch.no_grad()
     def decode_volume(self, latents: Tensor, *, octree: int = 384, chunk_size: int = 8000,
                       hierarchical: bool = False, bounds: float = 1.01,
-                      progress: Callable[[int], None] | None = None) -> Tensor:
-        """Latents (B, N, 64) -> logits (B, R + 1, R + 1, R + 1) float32 (positive inside)."""
+                      progress: Callable[[int], None] | None = None, decode: str | None = None,
+                      kv_topk: int | None = None) -> Tensor:
+        """Latents (B, N, 64) -> logits (B, R + 1, R + 1, R + 1) float32 (positive inside).
+
+        ``decode``: 'dense' (the reference: every grid point) or 'hierarchical' (coarse to fine, the
+        network only near the surface; ``flowlab shape``'s default). None: 'hierarchical' when
+        ``hierarchical`` else 'dense'. ``kv_topk``: with 'hierarchical', each group of 1024 points attends
+        only to its ``kv_topk`` most important latent tokens (:func:`flowlab.shape.volume.query_selected`);
+        None attends to all.
+        """
+        decode = decode or ("hierarchical" if hierarchical else "dense")
+        if decode not in ("dense", "hierarchical"):
+            raise FlowlabError(f"unknown decode {decode!r}; 'hierarchical' or 'dense'")
+        if kv_topk is not None and decode != "hierarchical":
+            raise FlowlabError("adaptive key / value selection (kv_topk) needs decode='hierarchical'")
         try:
             tokens = self.vae.decode_latents(latents.to(self.device, self.dtype))
-            fn = decode_hierarchical if hierarchical else decode_dense
-            return fn(self.vae.geo_decoder, tokens, octree, bounds=bounds, chunk_size=chunk_size, progress=progress)
+            geo = self.vae.geo_decoder
+            if kv_topk is not None:
+                from .fast import decode_hierarchical_fast, selected_query
+
+                if kv_topk < 1:
+                    raise FlowlabError(f"kv_topk must be >= 1 (or None: all tokens), got {kv_topk}")
+                chunk = -(-chunk_size // 1024) * 1024
+
+                def query(points, k, v, _q=selected_query(geo, kv_topk)):
+                    out = _q(points, k, v)
+                    if progress is not None:
+                        progress(points.shape[1])
+                    return out
+                query.group = 1024
+                return decode_hierarchical_fast(geo, tokens, octree, bounds=bounds, chunk_size=chunk, query=query)
+            fn = decode_hierarchical if decode == "hierarchical" else decode_dense
+            return fn(geo, tokens, octree, bounds=bounds, chunk_size=chunk_size, progress=progress)
         except torch.cuda.OutOfMemoryError:
             raise _oom("volume decoding", f"try a smaller --octree (now {octree}) or chunk size (now {chunk_size})") from None
 
-    def mesh(self, logits: Tensor, *, level: float = 0.0, bounds: float = 1.01) -> Mesh:
-        """One volume (R + 1,)^3 or a batch of one -> :class:`Mesh` (FlowlabError when there is no surface)."""
+    def mesh(self, logits: Tensor, *, level: float = 0.0, bounds: float = 1.01, method: str = "skimage") -> Mesh:
+        """One volume (R + 1,)^3 or a batch of one -> :class:`Mesh` (FlowlabError when there is no surface).
+
+        ``method``: 'skimage' (the reference: scikit-image's lewiner on the CPU), 'torch'
+        (:func:`flowlab.shape.isosurface.marching_cubes_torch`, where the volume is: on a GPU it never
+        goes to the CPU), or 'auto' (torch for a CUDA volume, else skimage).
+        """
         if logits.ndim == 4:
             logits = logits[0]
+        if method == "auto":
+            method = "torch" if logits.is_cuda else "skimage"
+        if method == "torch":
+            from .isosurface import marching_cubes_torch
+
+            return marching_cubes_torch(logits, level=level, bounds=bounds)
+        if method != "skimage":
+            raise FlowlabError(f"unknown marching-cubes method {method!r}; 'skimage', 'torch' or 'auto'")
         return marching_cubes(logits, level=level, bounds=bounds)
 
 

@@ -18,7 +18,8 @@ from torch import Tensor
 
 from .vae import KV, GeoDecoder
 
-__all__ = ["grid_axis", "grid_points", "decode_dense", "decode_hierarchical", "octree_levels"]
+__all__ = ["grid_axis", "grid_points", "decode_dense", "decode_hierarchical", "octree_levels", "refine_level",
+           "brick_order", "query_selected"]
 
 #: Progress callback: called with the number of points just decoded.
 Progress = Callable[[int], None]
@@ -104,6 +105,37 @@ def _near_surface(logits: Tensor, threshold: float) -> Tensor:
     return F.max_pool3d(near[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0
 
 
+def refine_level(logits: Tensor, resolution: int, threshold: float) -> tuple[Tensor, Tensor]:
+    """One coarse-to-fine step of :func:`decode_hierarchical`, without the network.
+
+    logits: (B, m, m, m) at resolution ``m - 1 = resolution / 2``. Returns ``fine`` (B, n^3) float32
+    (n = resolution + 1): the coarse logits upsampled trilinearly (coarse points keep their values),
+    and ``flat`` (P,) int64: the fine points to evaluate, those next to a coarse point near the
+    surface (:func:`_near_surface`) that are not coarse points. One query set for the whole batch.
+    """
+    n = resolution + 1
+    near = _near_surface(logits, threshold).any(dim=0)  # (m, m, m) coarse, shared across the batch
+    fine = F.interpolate(logits[:, None], size=(n, n, n), mode="trilinear", align_corners=True)[:, 0]
+    # a fine point is near when any coarse point it interpolates from is near: along each axis an even fine
+    # index 2i reads coarse i, an odd one 2i + 1 reads i and i + 1 (one axis at a time: no full-size temporaries
+    # but the last bool mask)
+    for dim in range(3):
+        m = near.shape[dim]
+        shape = list(near.shape)
+        shape[dim] = n
+        up = torch.empty(shape, dtype=torch.bool, device=near.device)
+        idx_even = torch.arange(0, n, 2, device=near.device)
+        idx_odd = torch.arange(1, n, 2, device=near.device)
+        up.index_copy_(dim, idx_even, near)
+        up.index_copy_(dim, idx_odd, near.narrow(dim, 0, m - 1) | near.narrow(dim, 1, m - 1))
+        near = up
+    # points of the coarse grid (even indices on every axis) are known already
+    ev = torch.arange(0, n, 2, device=near.device)
+    near[ev[:, None, None], ev[None, :, None], ev[None, None, :]] = False
+    flat = torch.nonzero(near.reshape(-1)).squeeze(1)
+    return fine.reshape(fine.shape[0], -1), flat
+
+
 @torch.no_grad()
 def decode_hierarchical(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, bounds: float = 1.01,
                         chunk_size: int = 8000, min_resolution: int = 63, threshold: float = 0.95,
@@ -133,20 +165,66 @@ def decode_hierarchical(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, 
         return logits
     kv = geo.prepare(tokens)
     for res in levels[1:]:
-        n = res + 1
         axis = grid_axis(res, bounds).to(tokens.device)
-        near = _near_surface(logits, threshold)  # (B, m, m, m) coarse
-        fine = F.interpolate(logits[:, None], size=(n, n, n), mode="trilinear", align_corners=True)[:, 0]
-        # a fine point is near when any coarse point of its cell corner set is near
-        near_f = F.interpolate(near[:, None].float(), size=(n, n, n), mode="trilinear", align_corners=True)[:, 0] > 0
-        # points of the coarse grid (even indices on every axis) are known already
-        even = torch.zeros(n, dtype=torch.bool, device=near_f.device)
-        even[::2] = True
-        coarse_pt = even[:, None, None] & even[None, :, None] & even[None, None, :]
-        mask = (near_f.any(dim=0) & ~coarse_pt).reshape(-1)  # shared across the batch: one query set
-        flat = torch.nonzero(mask).squeeze(1)
-        values = _query_chunks(geo, kv, axis, flat, chunk_size, progress)  # (B, P)
-        fine = fine.reshape(fine.shape[0], -1)
-        fine[:, flat] = values
-        logits = fine.view(-1, n, n, n)
+        fine, flat = refine_level(logits, res, threshold)
+        fine[:, flat] = _query_chunks(geo, kv, axis, flat, chunk_size, progress)  # (B, P)
+        logits = fine.view(-1, res + 1, res + 1, res + 1)
     return logits
+
+
+def brick_order(flat_index: Tensor, n: int, brick: int = 8) -> Tensor:
+    """A permutation of ``flat_index`` (P,) (points of the n^3 'ij' grid) that groups them by
+    ``brick^3`` bricks of the grid (bricks in row-major order, points within a brick in grid order),
+    so that consecutive points are close in space. Returns the reordered indices (P,)."""
+    nb = -(-n // brick)
+    i = torch.div(flat_index, n * n, rounding_mode="floor")
+    j = torch.div(flat_index, n, rounding_mode="floor") % n
+    k = flat_index % n
+    key = ((i // brick) * nb + j // brick) * nb + k // brick
+    return flat_index[torch.sort(key * (n ** 3) + flat_index).indices]
+
+
+def query_selected(geo: GeoDecoder, points: Tensor, kv: KV, *, topk: int, group: int = 1024,
+                   probes: int = 32) -> Tensor:
+    """:meth:`GeoDecoder.query` with adaptive key / value selection: each group of ``group``
+    consecutive query points attends only to the ``topk`` latent tokens that matter most to it.
+
+    Selection, per group and per head: ``probes`` of the group's queries, evenly spaced, score every
+    latent token with the attention's own softmax (same scale); a token's importance is the largest
+    weight any probe gives it; the ``topk`` most important tokens are kept and the whole group attends
+    to them alone. Everything else is :meth:`GeoDecoder.query` step for step. With ``topk >= N`` it is
+    the dense query (up to the kernels' round-off). Points should be ordered so that a group is
+    compact in space (:func:`brick_order`).
+
+    points: (B, P, 3) or (P, 3) with P a multiple of ``group``; kv: (B, H, N, D). Returns (B, P).
+    """
+    if points.ndim == 2:
+        points = points[None].expand(kv.k.shape[0], -1, -1)
+    b, p, _ = points.shape
+    _, h, n, d = kv.k.shape
+    if topk >= n:
+        return geo.query(points, kv)
+    if p % group:
+        raise ValueError(f"{p} points is not a multiple of the group size {group}")
+    block = geo.cross_attn_decoder
+    x = geo.query_proj(geo.fourier_embedder(points.to(kv.k.dtype)))  # (B, P, W)
+    q = block.attn.c_q(block.ln_1(x))
+    q = block.attn.attention.q_norm(q.view(b, p, h, d))  # (B, P, H, D)
+    g = p // group
+    qg = q.view(b, g, group, h, d).permute(0, 1, 3, 2, 4)  # (B, G, H, group, D)
+    step = max(1, group // probes)
+    probe = qg[:, :, :, ::step]  # (B, G, H, probes, D)
+    scores = torch.einsum("bghpd,bhnd->bghpn", probe, kv.k) * d ** -0.5
+    weight = scores.float().softmax(dim=-1).amax(dim=3)  # (B, G, H, N)
+    idx = weight.topk(topk, dim=-1).indices  # (B, G, H, K)
+    idx = idx[..., None].expand(-1, -1, -1, -1, d)
+    ks = kv.k[:, None].expand(-1, g, -1, -1, -1).gather(3, idx)  # (B, G, H, K, D)
+    vs = kv.v[:, None].expand(-1, g, -1, -1, -1).gather(3, idx)
+    a = F.scaled_dot_product_attention(qg.reshape(b * g, h, group, d), ks.reshape(b * g, h, topk, d),
+                                       vs.reshape(b * g, h, topk, d))  # (B G, H, group, D)
+    a = a.view(b, g, h, group, d).permute(0, 1, 3, 2, 4).reshape(b, p, h * d)
+    x = x + block.attn.c_proj(a)
+    x = x + block.mlp(block.ln_3(x))
+    if geo.has_ln_post:
+        x = geo.ln_post(x)
+    return geo.output_proj(x)[..., 0]
