@@ -90,7 +90,7 @@ def check_common(args: argparse.Namespace) -> None:
     if args.method not in METHODS:
         raise FlowlabError(f"unknown method {args.method!r}; valid methods: {', '.join(METHODS)}")
     if not args.shift > 0 or args.shift == float("inf"):
-        raise FlowlabError(f"--shift must be a finite number > 0, got {args.shift}")
+        raise FlowlabError(f"--shift must be > 0 and finite (1 = no shift), got {args.shift}")
     check_fits(args.n, 1, toy.dim, resolve_device(args.device))  # a lower bound, before any fitting
 
 

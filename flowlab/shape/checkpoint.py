@@ -224,7 +224,7 @@ def read_state_dict(path: Path, prefixes: tuple[str, ...] | None = None) -> dict
         except (SafetensorError, OSError, ValueError) as e:
             raise FlowlabError(f"{path}: cannot read safetensors ({e}); the file is damaged or incomplete, "
                                f"download it again") from None
-    obj = load_tensors_only(path, what=".ckpt", instead="the release's model.fp16.safetensors")
+    obj = load_tensors_only(path, what="checkpoint", instead="the release's model.fp16.safetensors")
     if not isinstance(obj, dict):
         raise FlowlabError(f"{path}: expected a dict of state dicts, got {type(obj).__name__}")
     return obj
@@ -293,22 +293,23 @@ def load_tensors_only(path: str | os.PathLike, *, what: str, instead: str) -> An
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, TypeError, AttributeError,
             ImportError, IndexError, KeyError) as e:
         if isinstance(e, OSError) and not isinstance(e, EOFError) and getattr(e, "errno", None) is not None:
-            raise FlowlabError(f"{path}: cannot read the {what} file ({e.strerror}); check the path and its "
+            raise FlowlabError(f"cannot read {what} {str(path)!r} ({e.strerror}); check the path and its "
                                f"permissions") from None
         names = _pickle_globals(path)
         extra = sorted({n for n in (names or []) if not n.startswith(_SAFE_GLOBAL_PREFIXES)})
         if extra:
             shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
             raise FlowlabError(
-                f"{path}: this {what} file holds more than tensors: its pickle refers to {shown}, and loading it "
-                f"would run code from the file. flowlab will not unpickle it (it reads {what} files only as plain "
-                f"tensors, which runs no code). Use {instead}, or, only if you trust the file's source, convert "
-                f"it yourself into a plain dict of tensors saved with safetensors") from None
+                f"cannot read {what} {str(path)!r}: the file holds more than tensors: its pickle refers to {shown}, "
+                f"and loading it would run code from the file. flowlab will not unpickle it (it reads {what} files "
+                f"only as plain tensors, which runs no code). Use {instead}, or, only if you trust the file's "
+                f"source, convert it yourself into a plain dict of tensors saved with safetensors") from None
         if names is None:
-            raise FlowlabError(f"{path}: not a PyTorch {what} file (neither a torch zip archive nor a pickle; "
-                               f"damaged, truncated or another format); download it again or use {instead}") from None
-        raise FlowlabError(f"{path}: cannot read the {what} file as plain tensors (it is damaged or was written "
-                           f"in a format this torch does not read); download it again or use {instead}") from None
+            raise FlowlabError(f"cannot read {what} {str(path)!r}: not a PyTorch file (neither a torch zip archive "
+                               f"nor a pickle: damaged, truncated or another format); download it again or use "
+                               f"{instead}") from None
+        raise FlowlabError(f"cannot read {what} {str(path)!r} as plain tensors (it is damaged or was written in a "
+                           f"format this torch does not read); download it again or use {instead}") from None
 
 
 def check_params(params: Any, types: dict[str, type], *, section: str, source: Path | str,

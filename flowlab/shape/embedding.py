@@ -15,7 +15,7 @@ __all__ = ["load_embedding", "save_embedding", "check_tokens"]
 def check_tokens(t: object, source: str, *, width: int | None = None) -> Tensor:
     """Check image tokens ``(B, L, C)`` (or ``(L, C)``, read as ``B = 1``): a floating tensor, ``B, L, C >= 1``,
     ``C == width`` when given, every entry finite. Returns the 3-D tensor. ``source`` names where it came from."""
-    want = f"(1, L, {width})" if width else "(1, L, C)"
+    want = f"(B, L, {width})" if width else "(B, L, C)"
     if not isinstance(t, Tensor) or not t.is_floating_point():
         kind = f"a {t.dtype} tensor" if isinstance(t, Tensor) else type(t).__name__
         raise FlowlabError(f"{source}: expected one floating tensor of image tokens {want}, got {kind}")
