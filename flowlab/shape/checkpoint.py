@@ -288,8 +288,12 @@ def load_tensors_only(path: str | os.PathLike, *, what: str, instead: str) -> An
         raise FlowlabError(f"{str(path)!r} is a directory; pass the {what} file itself")
     if not path.is_file():
         raise FlowlabError(f"{what} file {str(path)!r} not found")
+    import warnings
+
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, TypeError, AttributeError,
             ImportError, IndexError, KeyError) as e:
         if isinstance(e, OSError) and not isinstance(e, EOFError) and getattr(e, "errno", None) is not None:
