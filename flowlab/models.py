@@ -183,7 +183,10 @@ def train(
     Each step draws ``t ~ U(0, 1)`` in the convention's own time (uniform is symmetric, so both
     conventions see the same distribution of noise levels).
     """
+    from .limits import check_seed
+
     convention = get_convention(convention)
+    check_seed(seed, "seed")
     if not isinstance(data, Tensor) or data.ndim != 2 or data.shape[0] < 1 or not data.is_floating_point():
         shape = tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__
         raise FlowlabError(f"train expects data as a floating tensor of shape (N, D) with N >= 1, got {shape}")
