@@ -99,6 +99,8 @@ def check_out(path: str | None) -> Path | None:
     if path is None:
         return None
     out = Path(path)
+    if out.is_dir():
+        raise FlowlabError(f"--out {path!r} is a directory; give a file name ending in .npz or .png")
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise FlowlabError(f"--out {path!r}: unsupported file type {out.suffix or '(none)'!r}; use .npz or .png")
     parent = out.parent if str(out.parent) else Path(".")

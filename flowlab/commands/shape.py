@@ -58,6 +58,8 @@ def _check_out(path: Path) -> None:
     from ..errors import FlowlabError
     from ..shape.mesh import EXPORT_FORMATS
 
+    if path.is_dir():
+        raise FlowlabError(f"--out {str(path)!r} is a folder; give a file name such as mesh.glb")
     if path.suffix.lower() not in EXPORT_FORMATS:
         raise FlowlabError(f"--out {str(path)!r}: unknown mesh format {path.suffix or '(none)'!r}; "
                            f"use one of {', '.join(EXPORT_FORMATS)}")

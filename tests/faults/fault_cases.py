@@ -38,7 +38,7 @@ CASES: dict[str, list[Case]] = {
              "--seed 99999999999999999999999 does not fit a 64-bit generator seed"),
         case("negative-shift-keeps-out", f"sample {TOY} --n 10 --steps 2 --shift -1 --out {{out.npz}}",
              "--shift must be > 0"),
-        case("out-is-a-folder", f"sample {TOY} --n 10 --out {{folder}}", "unsupported file type"),
+        case("out-is-a-folder", f"sample {TOY} --n 10 --out {{folder}}", "is a directory; give a file name"),
     ],
     "compare": [
         case("n-too-large", f"compare {TOY} --n 1000000000000", "--n 1000000000000 samples needs about"),
@@ -80,6 +80,7 @@ CASES: dict[str, list[Case]] = {
         case("bogus-variant", "shape --model {model} --embedding {cond} --variant bogus --quiet",
              "no weight file for variant 'bogus'", "looked for model.bogus.safetensors", "model.fp16.safetensors",
              "--variant (fp16)"),
+        case("out-is-a-folder", f"{SHAPE} --out {{folder}}", "is a folder; give a file name such as mesh.glb"),
         case("image-is-a-folder", "shape --model {model} --image {folder} --quiet", "is a directory"),
         case("embedding-is-a-folder", "shape --model {model} --embedding {folder} --quiet", "is a directory"),
         case("embedding-random-bytes", "shape --model {model} --embedding {random_pt} --quiet",
