@@ -128,6 +128,9 @@ TOKENS = ["t", "1", "2", "0.5", "pi", "+", "-", "*", "/", "**", "(", ")", "sin("
 @given(alpha=st.lists(st.sampled_from(TOKENS), max_size=12).map("".join),
        beta=st.lists(st.sampled_from(TOKENS), max_size=12).map("".join),
        tn=st.one_of(small, st.sampled_from(["0", "1", "pi/4", "t", "(", "nan"])), td=st.sampled_from([0, 1, "1", 2]))
+@example(alpha="t.x", beta="1 - t", tn=0, td=1)     # SymPy's sympify: AttributeError
+@example(alpha="(t, t)", beta="1 - t", tn=0, td=1)  # sympify: a tuple, AttributeError later
+@example(alpha="t", beta="1 - t", tn=0, td=1)       # a valid one
 def test_random_coefficient_strings_give_a_convention_or_a_flowlab_error(alpha, beta, tn, td) -> None:
     try:
         conv = Convention.affine("random", alpha, beta, t_noise=tn, t_data=td)
