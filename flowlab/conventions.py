@@ -251,9 +251,9 @@ class Convention:
         for key, expr in (("a", self.alpha), ("b", self.beta), ("da", self.dalpha), ("db", self.dbeta)):
             self._fns[key] = _torch_fn(expr)
         det = sp.simplify(self.alpha * sp.diff(self.beta, T) - sp.diff(self.alpha, T) * self.beta)
-        lo, hi = sorted([float(n), float(d)])
+        lo, hi = (sp.nsimplify(v) for v in sorted([float(n), float(d)]))  # once: nsimplify is slow
         for k in range(1, 64):
-            tk = sp.Rational(k, 64) * (sp.nsimplify(hi) - sp.nsimplify(lo)) + sp.nsimplify(lo)
+            tk = sp.Rational(k, 64) * (hi - lo) + lo
             value = det.subs(T, tk).evalf()
             if not value.is_finite or abs(value) < 1e-12:
                 raise FlowlabError(
