@@ -5,8 +5,8 @@ the GMM toys (eight_gaussians, cube_corners); for every other toy a 24-component
 8000 ground-truth samples (flowlab.toys.reference_gmm; the printed model line says which, and the
 metrics then include the fit error). Quality is reported against fresh ground-truth samples, next to the
 same metric between two ground-truth sets (the seed-noise floor). Above 20,000 samples the sliced W2 uses a
-seeded random subset of 20,000 (and the energy distance the first 2,000 rows), so the metrics take under a
-second at any --n; --no-metrics skips them. --out is written before the metrics are computed.
+seeded random subset of 20,000 (and the energy distance the first 2,000 rows), so their cost does not grow
+with --n (timed in benchmarks/metrics_speed.py); --no-metrics skips them. --out is written before the metrics.
 
 JSON keys: dist, dim, n, steps, method, convention, shift, churn, device, dtype, seed, model, model_calls,
 sliced_w2, energy_distance, floor_sliced_w2, floor_energy_distance, seconds, out.
