@@ -22,6 +22,8 @@ from the very objects the sampler uses.
 """
 from __future__ import annotations
 
+import ast
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,7 +34,7 @@ from torch import Tensor
 from . import functional as F
 from .errors import FlowlabError
 
-__all__ = ["T", "Convention", "CONVENTIONAL", "REVERSED", "VP_COSINE", "CONVENTIONS", "get_convention"]
+__all__ = ["T", "parse_expression", "Convention", "CONVENTIONAL", "REVERSED", "VP_COSINE", "CONVENTIONS", "get_convention"]
 
 #: The time symbol every convention's coefficients are written in.
 T = sp.Symbol("t", real=True)
@@ -51,8 +53,114 @@ def _torch_fn(expr: sp.Expr) -> Callable[[Tensor], Tensor]:
     return g
 
 
-def _exact(value: float | int | sp.Expr) -> sp.Expr:
-    return sp.nsimplify(value) if not isinstance(value, sp.Expr) else value
+#: Functions a coefficient string may call (one argument each), and the constants it may name.
+SAFE_FUNCTIONS: dict[str, Callable[[sp.Expr], sp.Expr]] = {
+    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "asin": sp.asin, "acos": sp.acos, "atan": sp.atan,
+    "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt,
+}
+SAFE_CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi}
+_MAX_TEXT = 500      # characters in one coefficient string
+_MAX_EXPONENT = 64   # |n| for a numeric exponent in t**n (larger ones only make SymPy slow)
+_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b}
+
+
+def parse_expression(text: str, *, what: str = "expression", allow_t: bool = True) -> sp.Expr:
+    """Read ``text`` (e.g. ``"cos(pi*t/2)"``) as a SymPy expression in :data:`T` WITHOUT running it as code.
+
+    The string is parsed by Python's ``ast`` and only an allow-list is turned into SymPy: numbers,
+    the symbol ``t`` (unless ``allow_t=False``), ``pi``, ``+ - * / **``, unary minus, and one-argument
+    calls of :data:`SAFE_FUNCTIONS`. Everything else (names, attributes, subscripts, lambdas, keyword
+    arguments, strings, comparisons) is refused with a :class:`FlowlabError` naming what was found.
+    SymPy's ``sympify`` / ``parse_expr`` are never called on user text: both evaluate it with ``eval``.
+    """
+    if not isinstance(text, str):
+        raise FlowlabError(f"{what}: expected a string, got {type(text).__name__}")
+    if len(text) > _MAX_TEXT:
+        raise FlowlabError(f"{what}: {len(text)} characters is too long for a coefficient (at most {_MAX_TEXT})")
+    allowed = ("numbers, t, pi, + - * / **, and " + ", ".join(f"{f}()" for f in SAFE_FUNCTIONS)) if allow_t \
+        else ("numbers, pi, + - * / **, and " + ", ".join(f"{f}()" for f in SAFE_FUNCTIONS))
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise FlowlabError(f"{what}: cannot parse {text!r} ({type(exc).__name__}: {exc}); write a formula "
+                           f"using only {allowed}") from None
+
+    def refuse(node: ast.AST, why: str) -> FlowlabError:
+        src = ast.get_source_segment(text.strip(), node) or type(node).__name__
+        return FlowlabError(f"{what}: {why} in {text!r} (at {src!r}); only {allowed} are allowed")
+
+    def build(node: ast.AST, depth: int = 0) -> sp.Expr:
+        if depth > 50:
+            raise refuse(node, "the formula is nested too deeply")
+        if isinstance(node, ast.Constant):
+            v = node.value
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise refuse(node, f"the constant {v!r} is not a real number")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise refuse(node, "a non-finite number")
+            return sp.Integer(v) if isinstance(v, int) else sp.nsimplify(v, rational=True)
+        if isinstance(node, ast.Name):
+            if node.id == "t" and allow_t:
+                return T
+            if node.id in SAFE_CONSTANTS:
+                return SAFE_CONSTANTS[node.id]
+            raise refuse(node, f"the name {node.id!r} is not known"
+                         + ("" if allow_t else " (no t here: this must be a number)"))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = build(node.operand, depth + 1)
+            return -inner if isinstance(node.op, ast.USub) else inner
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            left, right = build(node.left, depth + 1), build(node.right, depth + 1)
+            if isinstance(node.op, ast.Pow) and right.is_Number and abs(right) > _MAX_EXPONENT:
+                raise refuse(node, f"the exponent {right} is larger than {_MAX_EXPONENT} in absolute value")
+            if isinstance(node.op, ast.Div) and right == 0:
+                raise refuse(node, "a division by zero")
+            return _BINOPS[type(node.op)](left, right)
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else None
+            if name not in SAFE_FUNCTIONS:
+                raise refuse(node, "a call of something that is not an allowed function")
+            if node.keywords or len(node.args) != 1 or isinstance(node.args[0], ast.Starred):
+                raise refuse(node, f"{name}() takes exactly one positional argument")
+            return SAFE_FUNCTIONS[name](build(node.args[0], depth + 1))
+        kind = {ast.Attribute: "an attribute access", ast.Lambda: "a lambda", ast.Subscript: "a subscript",
+                ast.Compare: "a comparison", ast.BoolOp: "a boolean operator", ast.IfExp: "a conditional"}
+        raise refuse(node, kind.get(type(node), f"a {type(node).__name__} expression"))
+
+    return build(tree.body)
+
+
+def _coefficient(value: object, what: str) -> sp.Expr:
+    """A coefficient given as a SymPy expression, a real number or a (safely parsed) string."""
+    if isinstance(value, str):
+        return parse_expression(value, what=what)
+    if isinstance(value, bool) or not isinstance(value, (int, float, sp.Expr)):
+        raise FlowlabError(f"{what}: expected a SymPy expression in flowlab.conventions.T, a number or a string "
+                           f"such as '1 - t', got {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FlowlabError(f"{what}: {value!r} is not a finite number")
+    expr = sp.Integer(value) if isinstance(value, int) else sp.nsimplify(value) if isinstance(value, float) else value
+    undefined = expr.atoms(sp.core.function.AppliedUndef)
+    if undefined:
+        raise FlowlabError(f"{what}: undefined functions {sorted(map(str, undefined))}; write the coefficient with "
+                           "SymPy functions (sp.cos, sp.exp, ...) of flowlab.conventions.T")
+    return expr
+
+
+def _exact(value: object, what: str = "endpoint") -> sp.Expr:
+    """An endpoint time: a finite real number, a constant SymPy expression or a string like ``'1'``."""
+    if isinstance(value, str):
+        expr = parse_expression(value, what=what, allow_t=False)
+    elif isinstance(value, bool) or not isinstance(value, (int, float, sp.Expr)):
+        raise FlowlabError(f"{what}: expected a number, got {type(value).__name__} {value!r}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise FlowlabError(f"{what}: {value!r} is not a finite number")
+    else:
+        expr = value if isinstance(value, sp.Expr) else sp.nsimplify(value)
+    if expr.free_symbols or not expr.is_real or not expr.is_finite:
+        raise FlowlabError(f"{what}: {value!r} must be a finite real number (a time), got {expr}")
+    return expr
 
 
 @dataclass(frozen=True)
@@ -98,20 +206,33 @@ class Convention:
         pure data / pure noise at them, or when (alpha, beta) -> (x, v) is not invertible
         somewhere strictly between the endpoints (then no data prediction exists there).
         """
-        try:
-            a = sp.sympify(alpha, locals={"t": T}) if isinstance(alpha, str) else sp.sympify(alpha)
-            b = sp.sympify(beta, locals={"t": T}) if isinstance(beta, str) else sp.sympify(beta)
-        except (sp.SympifyError, TypeError) as exc:
-            raise FlowlabError(f"convention {name!r}: cannot read the coefficients as expressions in t: {exc}") from exc
+        if not isinstance(name, str) or not name:
+            raise FlowlabError(f"a convention needs a non-empty name (a string), got {name!r}")
+        for label, text in (("symbol", symbol), ("systems", systems)):
+            if not isinstance(text, str):
+                raise FlowlabError(f"convention {name!r}: {label} must be a string, got {type(text).__name__}")
+        a = _coefficient(alpha, f"convention {name!r}: alpha")
+        b = _coefficient(beta, f"convention {name!r}: beta")
         free = (a.free_symbols | b.free_symbols) - {T}
         if free:
             raise FlowlabError(
                 f"convention {name!r}: the coefficients may depend on t only, found {sorted(map(str, free))}; "
                 "build them from flowlab.conventions.T")
-        return cls(name=name, symbol=symbol, alpha=a, beta=b, t_noise=_exact(t_noise), t_data=_exact(t_data),
-                   systems=systems)
+        return cls(name=name, symbol=symbol, alpha=a, beta=b, t_noise=_exact(t_noise, f"convention {name!r}: t_noise"),
+                   t_data=_exact(t_data, f"convention {name!r}: t_data"), systems=systems)
 
     def __post_init__(self) -> None:
+        try:
+            self._check()
+        except FlowlabError:
+            raise
+        except (TypeError, ValueError, ArithmeticError, AttributeError, RecursionError) as exc:
+            # SymPy could not decide a check (e.g. a coefficient it cannot evaluate at the endpoints)
+            raise FlowlabError(f"convention {self.name!r}: cannot check the path x = ({self.alpha}) D + ({self.beta}) E "
+                               f"between t_noise = {self.t_noise} and t_data = {self.t_data} "
+                               f"({type(exc).__name__}: {exc}); use simpler coefficients") from None
+
+    def _check(self) -> None:
         n, d = self.t_noise, self.t_data
         if sp.simplify(n - d) == 0:
             raise FlowlabError(f"convention {self.name!r}: t_noise and t_data are both {n}; the endpoints must differ")
@@ -130,9 +251,9 @@ class Convention:
         for key, expr in (("a", self.alpha), ("b", self.beta), ("da", self.dalpha), ("db", self.dbeta)):
             self._fns[key] = _torch_fn(expr)
         det = sp.simplify(self.alpha * sp.diff(self.beta, T) - sp.diff(self.alpha, T) * self.beta)
-        lo, hi = sorted([float(n), float(d)])
+        lo, hi = (sp.nsimplify(v) for v in sorted([float(n), float(d)]))  # once: nsimplify is slow
         for k in range(1, 64):
-            tk = sp.Rational(k, 64) * (sp.nsimplify(hi) - sp.nsimplify(lo)) + sp.nsimplify(lo)
+            tk = sp.Rational(k, 64) * (hi - lo) + lo
             value = det.subs(T, tk).evalf()
             if not value.is_finite or abs(value) < 1e-12:
                 raise FlowlabError(

@@ -330,8 +330,16 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
     direction = "decreasing" if sign < 0 else "increasing"
     against = [c.i for c in coeffs if c.b * sign < 0 and abs(c.b) > 1e-9]
     if against:
-        notes.append(f"steps {against} go against the direction of time (dt has the wrong sign): a schedule padded "
-                     "with the wrong endpoint")
+        notes.append(f"steps {against} go against the direction of time (dt has the wrong sign), e.g. a schedule "
+                     "padded with the wrong endpoint")
+        notes.append("the time grid is not monotone, so it runs neither from noise to data nor back: no direction, "
+                     "shift, convention or prediction is derived")
+        cum = torch.cat([torch.zeros(1, dtype=torch.float64), dts.cumsum(0)])
+        anchored = anchor is not None and len(anchor) >= n + 1 and float(
+            (torch.tensor(list(anchor[: n + 1]), dtype=torch.float64) - anchor[0] - cum).abs().max()) <= 1e-5
+        return Inspection(source=source, n_calls=n, steps=tuple(coeffs), affine=True, euler=True,
+                          times=tuple(float(t) for t in anchor[: n + 1]) if anchored else None,
+                          noop_steps=noop, effective_steps=n - len(noop), findings=tuple(notes))
 
     cum = torch.cat([torch.zeros(1, dtype=torch.float64), dts.cumsum(0)])
     times = None

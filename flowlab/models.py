@@ -183,7 +183,10 @@ def train(
     Each step draws ``t ~ U(0, 1)`` in the convention's own time (uniform is symmetric, so both
     conventions see the same distribution of noise levels).
     """
+    from .limits import check_seed
+
     convention = get_convention(convention)
+    check_seed(seed, "seed")
     if not isinstance(data, Tensor) or data.ndim != 2 or data.shape[0] < 1 or not data.is_floating_point():
         shape = tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__
         raise FlowlabError(f"train expects data as a floating tensor of shape (N, D) with N >= 1, got {shape}")
@@ -234,7 +237,9 @@ def save_model(model: VelocityMLP, path: str | os.PathLike) -> None:
     Only conventions in the registry (:data:`flowlab.conventions.CONVENTIONS`) can be saved, so
     that loading can rebuild them by name.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from .io import write_atomic
 
     if not isinstance(model, VelocityMLP):
         raise FlowlabError(f"save_model expects a VelocityMLP, got {type(model).__name__}")
@@ -244,7 +249,7 @@ def save_model(model: VelocityMLP, path: str | os.PathLike) -> None:
                            f"({', '.join(sorted(CONVENTIONS))}); a file could not be loaded back")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "convention": name, "config": json.dumps(model.config.as_dict(), sort_keys=True)}
-    save_file(tensors, os.fspath(path), metadata=meta)
+    write_atomic(os.fspath(path), save(tensors, metadata=meta))
 
 
 def load_model(
@@ -268,7 +273,12 @@ def load_model(
     """
     from safetensors import safe_open
 
+    from .device import resolve_device
+
     path = os.fspath(path)
+    device = resolve_device(device)
+    if os.path.isdir(path):
+        raise FlowlabError(f"model file {path!r} is a directory; pass the .safetensors file written by save_model")
     if not os.path.isfile(path):
         raise FlowlabError(f"model file {path!r} does not exist; train one with flowlab.models.train "
                            "and write it with save_model")
@@ -303,6 +313,13 @@ def load_model(
         raise FlowlabError(f"model file {path!r}: its tensors {found} do not match the architecture in its own "
                            f"metadata {file_config.as_dict()} (expected {expected}); the file is corrupt")
     dtypes = {v.dtype for v in tensors.values()}
+    if not all(d.is_floating_point for d in dtypes):
+        raise FlowlabError(f"model file {path!r} holds {', '.join(sorted(map(str, dtypes)))} tensors; a VelocityMLP "
+                           "has floating weights: the file is corrupt, write it again with save_model")
+    bad = sorted(k for k, v in tensors.items() if not bool(torch.isfinite(v).all()))
+    if bad:
+        raise FlowlabError(f"model file {path!r}: the weights {', '.join(bad[:5])} contain NaN or inf, so every "
+                           "velocity would be NaN; the training diverged or the file is damaged: train it again")
     model = model.to(dtypes.pop() if len(dtypes) == 1 else torch.float32)
     model.load_state_dict(tensors)
     return model.to(device).eval().requires_grad_(False)

@@ -131,6 +131,9 @@ def sample(
         ``(B, ...)`` samples at ``t_data``, same dtype and device as ``x``.
     """
     conv = get_convention(convention)
+    if not callable(model):
+        raise FlowlabError(f"model must be a callable model(x, t) -> v (e.g. a VelocityMLP or "
+                           f"GMM.velocity_model(convention)), got {type(model).__name__} {model!r:.60}")
     if method not in METHODS:
         raise FlowlabError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
@@ -186,7 +189,7 @@ def sample(
         x = x_next
 
     if check_finite and not bool(ok_in & ok_v.all() & ok_x.all()):
-        _raise_non_finite(ok_in, ok_v, ok_x, ts, conv)
+        _raise_non_finite(ok_in, ok_v, ok_x, ts, conv, model)
     return x
 
 
@@ -202,10 +205,31 @@ def _renoise(conv: Convention, x: Tensor, t: Tensor, t_hat: Tensor, generator: t
     return (ratio * x.to(work) + std * z).to(x.dtype)
 
 
-def _raise_non_finite(ok_in: Tensor, ok_v: Tensor, ok_x: Tensor, ts: Tensor, conv: Convention) -> None:
+def _non_finite_weight(model: object, depth: int = 0) -> str | None:
+    """The name of the first parameter holding NaN / inf in ``model`` or the models it wraps, else None."""
+    if depth > 4 or model is None:
+        return None
+    if isinstance(model, torch.nn.Module):
+        for name, p in model.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                return f"{type(model).__name__}.{name}"
+        return None
+    for attr in ("model", "model_cond", "model_uncond", "dit"):
+        found = _non_finite_weight(getattr(model, attr, None), depth + 1)
+        if found:
+            return found
+    return None
+
+
+def _raise_non_finite(ok_in: Tensor, ok_v: Tensor, ok_x: Tensor, ts: Tensor, conv: Convention,
+                      model: object = None) -> None:
     sym = conv.symbol
     if not bool(ok_in):
         raise FlowlabError("the initial x contains NaN or inf; start from finite noise (e.g. torch.randn)")
+    weight = _non_finite_weight(model)
+    if weight is not None:
+        raise FlowlabError(f"the model's weight {weight} contains NaN or inf, so its velocity is NaN at every step; "
+                           "the weights are damaged or training diverged: load or train them again")
     bad_v = (~ok_v).nonzero().flatten().tolist()
     bad_x = (~ok_x).nonzero().flatten().tolist()
     times = ts.detach().to("cpu", torch.float64).tolist()

@@ -40,11 +40,20 @@ __all__ = [
 ]
 
 
+#: The most steps a schedule builder makes (1e7 steps: an 80 MB float64 grid; float32 times 1e-7 apart
+#: are already round-off).
+MAX_SCHEDULE_STEPS = 10_000_000
+
+
 def _check_count(n: int, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int):
         raise FlowlabError(f"{what} must be a positive integer, got {n!r}")
     if n <= 0:
         raise FlowlabError(f"{what} must be >= 1, got {n}; a schedule needs at least one step")
+    if n > MAX_SCHEDULE_STEPS:
+        raise FlowlabError(f"{what} = {n} is more than the {MAX_SCHEDULE_STEPS:,} steps a flowlab schedule can have "
+                           f"(its float64 grid alone would take {8 * (n + 1) / 2**30:.3g} GiB, and float32 times closer "
+                           "than 1e-7 are round-off); use fewer steps")
     return n
 
 
@@ -54,7 +63,17 @@ def _finish(u: Tensor, conv: Convention, dtype: torch.dtype, device: torch.devic
     t_noise, t_data = float(conv.t_noise), float(conv.t_data)
     ts = t_data + u * (t_noise - t_data)
     ts[0], ts[-1] = t_noise, t_data  # endpoints exact, whatever the round-off above
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise FlowlabError(f"dtype must be a floating torch dtype (torch.float32, torch.float64, ...), got {dtype!r}")
     out = ts.to(dtype=dtype, device=device)
+    if not allow_noop:
+        same = (out[1:] == out[:-1]).nonzero().flatten()
+        if same.numel():
+            i = int(same[0])
+            raise FlowlabError(
+                f"{ts.numel() - 1} steps are too many for {dtype}: times closer than its resolution round to the "
+                f"same value (step {i}: {float(out[i]):.6g} -> {float(out[i + 1]):.6g}, {same.numel()} such steps), "
+                f"which would waste model calls. Use fewer steps or a wider dtype (torch.float32 / torch.float64)")
     validate(out, conv, allow_noop=allow_noop)
     return out
 

@@ -26,7 +26,7 @@ from ..device import resolve_device
 from ..sampling import flip, sample
 from ..schedules import shifted
 from ..toys import get_toy, reference_gmm
-from .sample import DTYPES, add_common, check_common, noise, quality
+from .sample import DTYPES, add_common, check_common, check_fits, noise, quality
 
 NAME = "compare"
 HELP = "sample a toy in both conventions from the same noise: max difference and quality metrics"
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = DTYPES[args.dtype]
     toy = get_toy(args.dist)
     gmm, model_desc = reference_gmm(args.dist, seed=args.seed)
+    check_fits(args.n, gmm.n_components, toy.dim, device)
     x0 = noise(args.n, toy.dim, args.seed, device, dtype)
 
     finals, rows, seconds = {}, {}, {}

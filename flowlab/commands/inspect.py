@@ -8,6 +8,9 @@ import math
 
 from ..errors import FlowlabError
 
+#: The most steps the probe runs (it deep-copies the scheduler and calls each step twice).
+MAX_INSPECT_STEPS = 10_000
+
 NAME = "inspect"
 HELP = "probe a scheduler (e.g. diffusers.FlowMatchEulerDiscreteScheduler) and print its convention card"
 DESCRIPTION = """\
@@ -31,7 +34,8 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="dotted scheduler class (module.Class) or an alias (hunyuan3d2)")
-    parser.add_argument("--steps", type=int, default=10, help="number of inference steps / model calls (default 10)")
+    parser.add_argument("--steps", type=int, default=10, help="number of inference steps / model calls, "
+                        f"1 .. {MAX_INSPECT_STEPS} (default 10)")
     parser.add_argument("--shift", type=float, default=None, help="passed to the scheduler's constructor as shift=")
     parser.add_argument("--mu", type=float, default=None,
                         help="dynamic shifting: constructs with use_dynamic_shifting=True, set_timesteps(mu=MU)")
@@ -49,7 +53,26 @@ def _parse_sigmas(text: str | None) -> list[float] | None:
         raise FlowlabError(f"--sigmas must be comma-separated numbers, got {text!r}") from None
     if not vals or not all(math.isfinite(v) for v in vals):
         raise FlowlabError(f"--sigmas must be finite numbers, got {text!r}")
+    if len(vals) > MAX_INSPECT_STEPS:
+        raise FlowlabError(f"--sigmas has {len(vals)} values, more than the limit of {MAX_INSPECT_STEPS:,}")
+    diffs = [b - a for a, b in zip(vals, vals[1:])]
+    if any(d > 0 for d in diffs) and any(d < 0 for d in diffs):
+        first = next(d for d in diffs if d != 0)
+        i = next(k for k, d in enumerate(diffs) if d * first < 0)
+        raise FlowlabError(f"--sigmas {text!r} is not monotone (it turns at {vals[i]:g} -> {vals[i + 1]:g}): a schedule "
+                           "runs from the noise end to the data end in one direction, e.g. 1,0.75,0.5,0.25")
+    if len(vals) > 1 and all(d == 0 for d in diffs):
+        raise FlowlabError(f"--sigmas {text!r} has no step that moves: every value is {vals[0]:g}")
     return vals
+
+
+def _check_shift(shift: float | None, mu: float | None) -> None:
+    """--shift makes a schedule only when finite and > 0 (SD3: s sigma / (1 + (s - 1) sigma)); --mu finite."""
+    if shift is not None and not (math.isfinite(shift) and shift > 0):
+        raise FlowlabError(f"--shift {shift:g} makes no schedule: the SD3 shift s sigma / (1 + (s - 1) sigma) needs a "
+                           "finite s > 0 (s > 1 moves steps toward noise, s < 1 toward data, 1 = none)")
+    if mu is not None and not math.isfinite(mu):
+        raise FlowlabError(f"--mu {mu:g} is not a finite number (dynamic shifting uses shift = exp(mu))")
 
 
 def _hunyuan(steps: int):
@@ -71,8 +94,11 @@ def _hunyuan(steps: int):
 def run(args: argparse.Namespace) -> int:
     from ..inspector import ALIASES, inspect_scheduler, resolve_scheduler
 
-    if args.steps < 1:
-        raise FlowlabError(f"--steps must be >= 1, got {args.steps}")
+    from ..limits import check_count
+
+    check_count(args.steps, "--steps", maximum=MAX_INSPECT_STEPS,
+                why="the probe calls every step twice on a copy of the scheduler; 10 to 100 steps show everything")
+    _check_shift(args.shift, args.mu)
     sigmas = _parse_sigmas(args.sigmas)
     if args.name in ALIASES:
         if args.name == "hunyuan3d2":

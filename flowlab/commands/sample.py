@@ -4,7 +4,9 @@ The model is the closed-form marginal velocity of a Gaussian mixture (flowlab.gm
 the GMM toys (eight_gaussians, cube_corners); for every other toy a 24-component mixture fitted by EM to
 8000 ground-truth samples (flowlab.toys.reference_gmm; the printed model line says which, and the
 metrics then include the fit error). Quality is reported against fresh ground-truth samples, next to the
-same metric between two ground-truth sets (the seed-noise floor).
+same metric between two ground-truth sets (the seed-noise floor). Above 20,000 samples the sliced W2 uses a
+seeded random subset of 20,000 (and the energy distance the first 2,000 rows), so their cost does not grow
+with --n (timed in benchmarks/metrics_speed.py); --no-metrics skips them. --out is written before the metrics.
 
 JSON keys: dist, dim, n, steps, method, convention, shift, churn, device, dtype, seed, model, model_calls,
 sliced_w2, energy_distance, floor_sliced_w2, floor_energy_distance, seconds, out.
@@ -25,7 +27,8 @@ from ..conventions import CONVENTIONS, get_convention
 from ..device import resolve_device
 from ..errors import FlowlabError
 from ..io import write_atomic
-from ..metrics import energy_distance, sliced_wasserstein
+from ..limits import MAX_STEPS, check_count, check_memory, check_seed
+from ..metrics import SW2_MAX_SAMPLES, energy_distance, sliced_wasserstein, subsample
 from ..sampling import METHODS, CallCounter, sample
 from ..schedules import shifted
 from ..toys import TOYS, get_toy, reference_gmm, sample_toy
@@ -40,6 +43,19 @@ OUT_SUFFIXES = (".png", ".npz")
 ENERGY_MAX = 2000
 
 
+def bytes_per_sample(n_components: int, dim: int) -> float:
+    """Peak bytes per sample of sampling with the exact K-component GMM velocity: ``1.5 (100 + 20 K dim)``.
+
+    Fitted to peak RSS at n = 1e6 on the CPU (eight_gaussians K = 8, dim 2: ~400 B; trefoil_knot K = 24,
+    dim 3: ~1500 B; float64 noise and the (n, K, dim) posterior temporaries), with a 1.5x margin."""
+    return 1.5 * (100 + 20 * n_components * dim)
+
+
+def check_fits(n: int, n_components: int, dim: int, device: torch.device) -> None:
+    check_memory(n * bytes_per_sample(n_components, dim), f"--n {n} samples",
+                 "use a smaller --n (run several seeds and concatenate if you need more)", device)
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``sample`` and ``compare``."""
     p.add_argument("--dist", required=True, metavar="NAME", help=f"toy distribution: {', '.join(TOYS)}")
@@ -49,7 +65,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shift", type=float, default=1.0, help="SD3 time shift, > 1 moves steps toward noise (default 1)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA if present)")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="sampling dtype (default float32)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the noise and the reference samples (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the noise and the reference samples, "
+                   "0 .. 2**64 - 1 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -58,20 +75,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--convention", default="conventional", metavar="C",
                    help=f"time convention: {', '.join(CONVENTIONS)} (default conventional)")
     p.add_argument("--churn", type=float, default=0.0, help="stochastic re-noising per step, >= 0 (default 0)")
-    p.add_argument("--out", default=None, metavar="FILE", help="write the samples: FILE.npz (arrays) or FILE.png (plot)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the samples: FILE.npz (arrays) or FILE.png "
+                   "(plot); written before the metrics; a symbolic link is written through to its target")
+    p.add_argument("--no-metrics", action="store_true", help="skip the quality metrics (sliced W2, energy distance)")
 
 
 def check_common(args: argparse.Namespace) -> None:
     """Validate the shared flags before any work (FlowlabError lists the valid choices)."""
-    get_toy(args.dist)
-    if args.n <= 0:
-        raise FlowlabError(f"--n must be >= 1, got {args.n}")
-    if args.steps <= 0:
-        raise FlowlabError(f"--steps must be >= 1, got {args.steps}")
+    toy = get_toy(args.dist)
+    check_count(args.n, "--n")
+    check_count(args.steps, "--steps", maximum=MAX_STEPS,
+                why="float32 time steps below 1e-5 are round-off; 50 to 1000 steps is the useful range")
+    check_seed(args.seed)
     if args.method not in METHODS:
         raise FlowlabError(f"unknown method {args.method!r}; valid methods: {', '.join(METHODS)}")
-    if not args.shift > 0:
-        raise FlowlabError(f"--shift must be > 0, got {args.shift}")
+    if not args.shift > 0 or args.shift == float("inf"):
+        raise FlowlabError(f"--shift must be > 0 and finite (1 = no shift), got {args.shift}")
+    check_fits(args.n, 1, toy.dim, resolve_device(args.device))  # a lower bound, before any fitting
 
 
 def check_out(path: str | None) -> Path | None:
@@ -79,6 +99,8 @@ def check_out(path: str | None) -> Path | None:
     if path is None:
         return None
     out = Path(path)
+    if out.is_dir():
+        raise FlowlabError(f"--out {path!r} is a directory; give a file name ending in .npz or .png")
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise FlowlabError(f"--out {path!r}: unsupported file type {out.suffix or '(none)'!r}; use .npz or .png")
     parent = out.parent if str(out.parent) else Path(".")
@@ -98,7 +120,12 @@ def noise(n: int, dim: int, seed: int, device: torch.device, dtype: torch.dtype)
 
 
 def quality(samples: Tensor, dist: str, seed: int) -> dict:
-    """SW2 and energy distance of ``samples`` to fresh ground truth, with the ground-truth-vs-ground-truth floor."""
+    """SW2 and energy distance of ``samples`` to fresh ground truth, with the ground-truth-vs-ground-truth floor.
+
+    At most :data:`flowlab.metrics.SW2_MAX_SAMPLES` rows take part (a seeded random subset of larger sets, and
+    as many fresh ground-truth samples), so the cost does not grow with ``samples``.
+    """
+    samples = subsample(samples, SW2_MAX_SAMPLES, seed)
     n = samples.shape[0]
     truth = sample_toy(dist, n, generator=torch.Generator().manual_seed(seed + 1), device=samples.device,
                        dtype=torch.float32)
@@ -147,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     toy = get_toy(args.dist)
 
     gmm, model_desc = reference_gmm(args.dist, seed=args.seed)
+    check_fits(args.n, gmm.n_components, toy.dim, device)
     model = CallCounter(gmm.velocity_model(conv))
     schedule = shifted(args.steps, conv, args.shift, dtype=dtype, device=device)
     x0 = noise(args.n, toy.dim, args.seed, device, dtype)
@@ -157,26 +185,30 @@ def run(args: argparse.Namespace) -> int:
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
 
-    report = {"dist": args.dist, "dim": toy.dim, "n": args.n, "steps": args.steps, "method": args.method,
-              "convention": conv.name, "shift": args.shift, "churn": args.churn, "device": str(device),
-              "dtype": args.dtype, "seed": args.seed, "model": model_desc, "model_calls": model.calls,
-              **quality(x, args.dist, args.seed), "seconds": round(seconds, 4),
-              "out": str(out) if out is not None else None}
-    if out is not None:
+    if out is not None:  # before the metrics: a failure or Ctrl-C there must not lose the samples
         if out.suffix.lower() == ".npz":
             arrays = {"samples": x.detach().cpu().numpy(), "schedule": schedule.cpu().numpy(),
                       "convention": np.array(conv.name)}
             write_atomic(out, lambda fh: np.savez(fh, **arrays))
         else:
             save_png(out, x, f"{args.dist}: {args.method}, {args.steps} steps, {conv.name}")
+    metrics = {k: None for k in ("sliced_w2", "energy_distance", "floor_sliced_w2", "floor_energy_distance")}
+    if not args.no_metrics:
+        metrics = quality(x, args.dist, args.seed)
+    report = {"dist": args.dist, "dim": toy.dim, "n": args.n, "steps": args.steps, "method": args.method,
+              "convention": conv.name, "shift": args.shift, "churn": args.churn, "device": str(device),
+              "dtype": args.dtype, "seed": args.seed, "model": model_desc, "model_calls": model.calls,
+              **metrics, "seconds": round(seconds, 4),
+              "out": str(out) if out is not None else None}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"{args.n} samples of {args.dist} ({toy.dim}-D), {args.method}, {args.steps} steps, {conv.name} "
               f"convention, {device}, {args.dtype}")
         print(f"model: {model_desc} ({model.calls} calls)")
-        print(f"sliced W2 to ground truth {report['sliced_w2']:.4f} (floor {report['floor_sliced_w2']:.4f}), "
-              f"energy distance {report['energy_distance']:.4f} (floor {report['floor_energy_distance']:.4f})")
+        if not args.no_metrics:
+            print(f"sliced W2 to ground truth {report['sliced_w2']:.4f} (floor {report['floor_sliced_w2']:.4f}), "
+                  f"energy distance {report['energy_distance']:.4f} (floor {report['floor_energy_distance']:.4f})")
         if out is not None:
             print(f"wrote {out}")
     return 0

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="fp16", help="weight file variant, model.VARIANT.* (default fp16; "
                                                              "'none' for model.*)")
     parser.add_argument("--download", action="store_true", help="download the model with huggingface_hub if missing")
-    parser.add_argument("--out", default="mesh.glb", help="output mesh: .glb, .obj or .ply (default mesh.glb)")
+    parser.add_argument("--out", default="mesh.glb", help="output mesh: .glb, .obj or .ply (default mesh.glb); "
+                        "a symbolic link is written through to its target")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -66,6 +67,8 @@ def _check_out(path: Path) -> None:
     from ..errors import FlowlabError
     from ..shape.mesh import EXPORT_FORMATS
 
+    if path.is_dir():
+        raise FlowlabError(f"--out {str(path)!r} is a folder; give a file name such as mesh.glb")
     if path.suffix.lower() not in EXPORT_FORMATS:
         raise FlowlabError(f"--out {str(path)!r}: unknown mesh format {path.suffix or '(none)'!r}; "
                            f"use one of {', '.join(EXPORT_FORMATS)}")
@@ -76,6 +79,30 @@ def _check_out(path: Path) -> None:
         raise FlowlabError(f"--out {str(path)!r} is not writable; choose another path")
     if path.is_dir():
         raise FlowlabError(f"--out {str(path)!r} is a folder; give a file name such as mesh.glb")
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Refuse inputs that make no mesh or cannot fit, before any weights are read."""
+    import math
+
+    from ..errors import FlowlabError
+    from ..limits import MAX_STEPS, check_count, check_memory, check_seed
+
+    check_count(args.steps, "--steps", maximum=MAX_STEPS, why="each step is a DiT call; 50 is the default")
+    check_count(args.octree, "--octree")
+    check_count(args.chunk_size, "--chunk-size")
+    check_seed(args.seed)
+    if not math.isfinite(args.guidance):
+        raise FlowlabError(f"--guidance {args.guidance} is not a finite number; use a CFG scale such as 5.0 "
+                           "(1 = the conditional model alone, a negative value = no guidance)")
+    for flag, value in (("--image", args.image), ("--embedding", args.embedding)):
+        if value is not None and Path(value).is_dir():
+            raise FlowlabError(f"{flag} {value!r} is a directory; pass the file itself")
+        if value is not None and not Path(value).is_file():
+            raise FlowlabError(f"{flag} {value!r}: file not found")
+    n = args.octree + 1
+    check_memory(n ** 3 * 4 * 3, f"--octree {args.octree} ({n}^3 = {n ** 3:.3g} grid points)",
+                 "use a smaller --octree (384 is the default)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,9 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     _check_out(out)
-    for name in ("steps", "octree", "chunk_size"):
-        if getattr(args, name) < 1:
-            raise FlowlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    _check_inputs(args)
     if args.hierarchical and args.decode == "dense":
         raise FlowlabError("--hierarchical and --decode dense contradict each other; give one")
     decode = args.decode or "hierarchical"
@@ -106,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, device=device, dtype=dtype, download=args.download, variant=variant,
                          vae=args.vae)
     cond = pipe.check_embedding(load_embedding(args.embedding)) if args.embedding else pipe.encode_image(args.image)
+    if cond.shape[0] != 1:
+        raise FlowlabError(f"--embedding {args.embedding!r} holds {cond.shape[0]} embeddings (shape "
+                           f"{tuple(cond.shape)}); flowlab shape writes one mesh: save one (1, L, C) embedding")
 
     quiet = args.quiet
     bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr, disable=quiet)

@@ -31,6 +31,7 @@ from ..errors import FlowlabError
 __all__ = [
     "MODELS_ENV", "DEFAULT_SUBFOLDER", "KNOWN_TARGETS", "ModelFolder", "find_model_folder", "read_config",
     "read_state_dict", "split_prefixed", "check_state_dict", "load_strict", "weight_file", "target_kind",
+    "load_tensors_only", "check_params",
 ]
 
 MODELS_ENV = "HY3DGEN_MODELS"
@@ -111,15 +112,25 @@ def _hf_cached(repo: str, subfolder: str, download: bool) -> Path | None:
     return p if p.is_dir() else None
 
 
-def weight_file(folder: Path, *, variant: str | None = "fp16", prefer_safetensors: bool = True) -> Path | None:
-    """The weight file of ``folder``: model{.variant}.safetensors first, then the .ckpt, then no variant."""
+def weight_candidates(variant: str | None = "fp16", prefer_safetensors: bool = True) -> list[str]:
+    """The file names :func:`weight_file` tries, in order."""
     exts = ("safetensors", "ckpt") if prefer_safetensors else ("ckpt", "safetensors")
     variants = [f".{variant}", ""] if variant else ["", ".fp16"]
-    for v in variants:
-        for ext in exts:
-            p = folder / f"model{v}.{ext}"
-            if p.is_file():
-                return p
+    return [f"model{v}.{ext}" for v in variants for ext in exts]
+
+
+def _variant_of(name: str) -> str:
+    """'model.fp16.safetensors' -> 'fp16', 'model.ckpt' -> 'none'."""
+    parts = name.split(".")
+    return parts[1] if len(parts) == 3 else "none"
+
+
+def weight_file(folder: Path, *, variant: str | None = "fp16", prefer_safetensors: bool = True) -> Path | None:
+    """The weight file of ``folder``: model{.variant}.safetensors first, then the .ckpt, then no variant."""
+    for name in weight_candidates(variant, prefer_safetensors):
+        p = folder / name
+        if p.is_file():
+            return p
     return None
 
 
@@ -163,8 +174,12 @@ def find_model_folder(spec: str | os.PathLike, *, subfolder: str | None = None, 
     config = read_config(folder)
     weights = weight_file(folder, variant=variant)
     if weights is None:
-        raise FlowlabError(f"{folder}: no weight file (looked for model.fp16.safetensors, model.safetensors, "
-                           f"model.fp16.ckpt, model.ckpt). " + _how_to_get(*(repo_sub or (None, None))))
+        looked = ", ".join(weight_candidates(variant))
+        present = sorted(p.name for p in folder.glob("model*") if p.is_file())
+        hint = (f" The folder has {', '.join(present)}: pick its variant with --variant "
+                f"({', '.join(sorted({_variant_of(n) for n in present}))})." if present else " ")
+        raise FlowlabError(f"{folder}: no weight file for variant {variant!r} (looked for {looked}).{hint} "
+                           + _how_to_get(*(repo_sub or (None, None))))
     return ModelFolder(path=folder, config=config, weights=weights, tried=tried)
 
 
@@ -209,19 +224,136 @@ def read_state_dict(path: Path, prefixes: tuple[str, ...] | None = None) -> dict
         except (SafetensorError, OSError, ValueError) as e:
             raise FlowlabError(f"{path}: cannot read safetensors ({e}); the file is damaged or incomplete, "
                                f"download it again") from None
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FlowlabError(
-            f"{path}: this .ckpt needs more than tensors to unpickle ({first[:200]}). flowlab reads .ckpt files "
-            f"only with torch.load(weights_only=True), which runs no code. Use the .safetensors file of the "
-            f"release, or convert the checkpoint to a plain dict of tensors") from None
-    except (RuntimeError, OSError, EOFError) as e:
-        raise FlowlabError(f"{path}: cannot read this .ckpt ({str(e)[:200]}); download it again") from None
+    obj = load_tensors_only(path, what="checkpoint", instead="the release's model.fp16.safetensors")
     if not isinstance(obj, dict):
         raise FlowlabError(f"{path}: expected a dict of state dicts, got {type(obj).__name__}")
     return obj
+
+
+#: Globals a weights-only torch pickle may name (what torch.save writes for tensors and plain containers).
+_SAFE_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset",
+                         "_codecs.encode", "numpy.core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray")
+_MAX_SCAN = 64 << 20  # bytes of a pickle stream scanned for the globals it names
+
+
+def _pickle_globals(path: Path) -> list[str] | None:
+    """The ``module.name`` globals the pickle in ``path`` refers to, read with :mod:`pickletools` (which only
+    decodes opcodes and never imports or calls anything). ``None`` when the file is neither a torch zip
+    archive holding a pickle nor a pickle stream (random bytes, another format, a truncated download)."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                pkls = [n for n in z.namelist() if n.endswith(".pkl")]
+                if not pkls:
+                    return None
+                with z.open(pkls[0]) as fh:
+                    data = fh.read(_MAX_SCAN)
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read(_MAX_SCAN)
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
+        return None
+    if not data or data[0] != 0x80:  # every pickle of protocol >= 2 starts with PROTO
+        return None
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name == "STOP":
+                break
+    except Exception:  # noqa: BLE001 - malformed or truncated stream: keep what was decoded so far
+        if not found:
+            return None
+    return found
+
+
+def load_tensors_only(path: str | os.PathLike, *, what: str, instead: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with flowlab's own error messages.
+
+    A pickle that names classes or functions beyond tensors and plain containers is refused (flowlab never
+    unpickles it: that would run code from the file); random bytes or another format are called damaged,
+    not "needs more than tensors". ``what`` names the file kind, ``instead`` what to use instead.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FlowlabError(f"{str(path)!r} is a directory; pass the {what} file itself")
+    if not path.is_file():
+        raise FlowlabError(f"{what} file {str(path)!r} not found")
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, KeyError) as e:
+        if isinstance(e, OSError) and not isinstance(e, EOFError) and getattr(e, "errno", None) is not None:
+            raise FlowlabError(f"cannot read {what} {str(path)!r} ({e.strerror}); check the path and its "
+                               f"permissions") from None
+        names = _pickle_globals(path)
+        extra = sorted({n for n in (names or []) if not n.startswith(_SAFE_GLOBAL_PREFIXES)})
+        if extra:
+            shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
+            raise FlowlabError(
+                f"cannot read {what} {str(path)!r}: the file holds more than tensors: its pickle refers to {shown}, "
+                f"and loading it would run code from the file. flowlab will not unpickle it (it reads {what} files "
+                f"only as plain tensors, which runs no code). Use {instead}, or, only if you trust the file's "
+                f"source, convert it yourself into a plain dict of tensors saved with safetensors") from None
+        if names is None:
+            raise FlowlabError(f"cannot read {what} {str(path)!r}: not a PyTorch file (neither a torch zip archive "
+                               f"nor a pickle: damaged, truncated or another format); download it again or use "
+                               f"{instead}") from None
+        raise FlowlabError(f"cannot read {what} {str(path)!r} as plain tensors (it is damaged or was written in a "
+                           f"format this torch does not read); download it again or use {instead}") from None
+
+
+def check_params(params: Any, types: dict[str, type], *, section: str, source: Path | str,
+                 minimum: dict[str, int] | None = None) -> dict:
+    """Check the values of a config.yaml ``params`` mapping before any module is built.
+
+    ``types`` maps each known key to ``int``, ``float``, ``bool`` or ``str``. ints must be integers
+    (not booleans) ``>= minimum.get(key, 1)``; floats finite numbers ``> 0``; bools ``true`` / ``false``.
+    Unknown keys are left to the caller. Raises :class:`FlowlabError` naming the file, the key and its value.
+    """
+    import math
+
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise FlowlabError(f"{source}: {section} must be a mapping of key: value, got {type(params).__name__} "
+                           f"{params!r}")
+    minimum = minimum or {}
+    for key, kind in types.items():
+        if key not in params:
+            continue
+        value = params[key]
+        where = f"{source}: {section}.{key} = {value!r}"
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise FlowlabError(f"{where} must be true or false")
+        elif kind is int:
+            low = minimum.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise FlowlabError(f"{where} must be a whole number >= {low}, got {type(value).__name__}")
+            if value < low:
+                raise FlowlabError(f"{where} must be >= {low}")
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise FlowlabError(f"{where} must be a number, got {type(value).__name__}")
+            if not math.isfinite(value) or value <= 0:
+                raise FlowlabError(f"{where} must be a finite number > 0")
+        elif kind is str and not isinstance(value, str):
+            raise FlowlabError(f"{where} must be a string")
+    return params
 
 
 def split_prefixed(flat: dict[str, Any]) -> dict[str, dict[str, Tensor]]:

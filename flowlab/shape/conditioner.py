@@ -230,6 +230,8 @@ def load_image(image: "str | os.PathLike | object", size: int = 512, border_rati
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
+        if path.is_dir():
+            raise FlowlabError(f"image {str(path)!r} is a directory; pass one image file (PNG or JPEG)")
         if not path.is_file():
             raise FlowlabError(f"image {str(path)!r} not found")
         try:

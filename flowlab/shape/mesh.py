@@ -18,7 +18,7 @@ from torch import Tensor
 from ..errors import FlowlabError
 from ..io import write_atomic
 
-__all__ = ["Mesh", "marching_cubes", "export_mesh", "EXPORT_FORMATS"]
+__all__ = ["Mesh", "marching_cubes", "export_mesh", "check_mesh", "EXPORT_FORMATS"]
 
 EXPORT_FORMATS = (".glb", ".obj", ".ply")
 
@@ -49,7 +49,7 @@ def marching_cubes(logits: Tensor | np.ndarray, *, level: float = 0.0, bounds: f
 
     vol = logits.detach().float().cpu().numpy() if isinstance(logits, Tensor) else np.asarray(logits, np.float32)
     if vol.ndim != 3:
-        raise ValueError(f"expected one (R+1, R+1, R+1) volume, got shape {vol.shape}")
+        raise FlowlabError(f"expected one (R+1, R+1, R+1) volume, got shape {vol.shape}")
     lo, hi = float(np.nanmin(vol)), float(np.nanmax(vol))
     if not (lo <= level <= hi) or lo == hi:
         raise FlowlabError(
@@ -69,6 +69,28 @@ def marching_cubes(logits: Tensor | np.ndarray, *, level: float = 0.0, bounds: f
     return Mesh(vertices=np.asarray(tm.vertices, dtype=np.float64), faces=np.asarray(tm.faces, dtype=np.int64))
 
 
+def check_mesh(mesh: Mesh) -> Mesh:
+    """A :class:`Mesh` a viewer can open: vertices (V, 3) finite, faces (F, 3) integers in [0, V), V, F >= 1.
+
+    Raises FlowlabError naming the first problem (e.g. a face index past the last vertex)."""
+    if not isinstance(mesh, Mesh):
+        raise FlowlabError(f"expected a flowlab.shape.mesh.Mesh, got {type(mesh).__name__}")
+    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] < 1 or not np.issubdtype(v.dtype, np.number):
+        raise FlowlabError(f"mesh vertices have shape {v.shape} ({v.dtype}); expected (V, 3) numbers with V >= 1")
+    if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] < 1 or not np.issubdtype(f.dtype, np.integer):
+        raise FlowlabError(f"mesh faces have shape {f.shape} ({f.dtype}); expected (F, 3) integers with F >= 1")
+    if not np.isfinite(v).all():
+        raise FlowlabError(f"{int((~np.isfinite(v)).any(axis=1).sum())} mesh vertices are NaN or inf; "
+                           "a mesh file with them does not open")
+    lo, hi = int(f.min()), int(f.max())
+    if lo < 0 or hi >= v.shape[0]:
+        bad = int(((f < 0) | (f >= v.shape[0])).any(axis=1).sum())
+        raise FlowlabError(f"{bad} mesh faces index vertices outside [0, {v.shape[0] - 1}] (indices span "
+                           f"[{lo}, {hi}] for {v.shape[0]} vertices); the mesh is inconsistent, nothing written")
+    return mesh
+
+
 def export_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
     """Write ``mesh`` as .glb, .obj or .ply (by suffix) atomically: a temp file, then a rename.
 
@@ -83,6 +105,7 @@ def export_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FlowlabError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist; create it first")
+    check_mesh(mesh)
     data = mesh.to_trimesh().export(file_type=suffix[1:])
     if isinstance(data, str):
         data = data.encode()

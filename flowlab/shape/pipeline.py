@@ -66,6 +66,7 @@ class DiTVelocity:
 
     def __init__(self, dit: ShapeDiT, cond: Tensor, *, guidance: float | None = 5.0, uncond: Tensor | None = None,
                  exact: bool = True) -> None:
+        _check_guidance(guidance)
         self.dit = dit
         self.exact = exact
         self.distilled = bool(dit.guidance_embed)
@@ -93,6 +94,41 @@ class DiTVelocity:
         if self.distilled:
             g = torch.full((x.shape[0],), float(self.guidance), dtype=x.dtype, device=x.device)
         return self.dit(x, t_in, cond, guidance=g)
+
+
+def _check_guidance(guidance: object) -> None:
+    """A CFG scale is None or a finite number (NaN would silently disable CFG, inf overflows every step)."""
+    import math
+
+    if guidance is None:
+        return
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
+        raise FlowlabError(f"guidance {guidance!r} is not a finite number; use a CFG scale such as 5.0 "
+                           "(1 = the conditional model alone, a negative value or None = no guidance)")
+
+
+def _config_types(cls: type) -> dict[str, type]:
+    names = {"int": int, "float": float, "bool": bool, "str": str}
+    return {f.name: names[f.type if isinstance(f.type, str) else f.type.__name__] for f in fields(cls)}
+
+
+#: config values that may be 0 (block counts); every other int must be >= 1
+_MAY_BE_ZERO = {"depth": 0, "depth_single_blocks": 0, "num_decoder_layers": 0, "num_freqs": 0}
+
+
+def check_config_values(cfg: dict, source: Path | str) -> None:
+    """Types and ranges of config.yaml's model.params / vae.params (or a standalone VAE's params), named
+    with the file, the key and the value, before any module is built or weight read."""
+    from .checkpoint import check_params
+
+    if "target" in cfg and "model" not in cfg:
+        check_params(cfg.get("params"), _config_types(VAEConfig), section="params", source=source,
+                     minimum=_MAY_BE_ZERO)
+        return
+    check_params(cfg["model"].get("params"), _config_types(DiTConfig), section="model.params", source=source,
+                 minimum=_MAY_BE_ZERO)
+    check_params(cfg["vae"].get("params"), _config_types(VAEConfig), section="vae.params", source=source,
+                 minimum=_MAY_BE_ZERO)
 
 
 def shape_schedule(steps: int, scheduler: str = "flow", *, pcm_timesteps: int = 100, shift: float = 1.0,
@@ -134,7 +170,10 @@ def dit_config_from_params(params: dict) -> DiTConfig:
     unknown = sorted(set(params or {}) - _DIT_KEYS - {"axes_dim", "theta", "ckpt_path"})
     if unknown:
         raise FlowlabError(f"config.yaml model.params has keys flowlab does not know: {unknown}")
-    return DiTConfig(**kw)
+    try:
+        return DiTConfig(**kw)
+    except (TypeError, ValueError) as e:
+        raise FlowlabError(f"config.yaml model.params: {e}") from None
 
 
 def vae_config_from_params(params: dict) -> VAEConfig:
@@ -150,6 +189,8 @@ def vae_config_from_params(params: dict) -> VAEConfig:
         return VAEConfig(**kw)
     except TypeError as e:
         raise FlowlabError(f"config.yaml vae.params is incomplete: {e}") from None
+    except ValueError as e:
+        raise FlowlabError(f"config.yaml vae.params: {e}") from None
 
 
 def _init_buffers(module: nn.Module) -> None:
@@ -235,12 +276,9 @@ class ShapePipeline:
 
     def check_embedding(self, cond: Tensor) -> Tensor:
         """Validate a precomputed (B, L, context_in_dim) embedding and move it to the pipeline."""
-        want = self.dit.config.context_in_dim
-        if cond.ndim == 2:
-            cond = cond[None]
-        if cond.ndim != 3 or cond.shape[-1] != want:
-            raise FlowlabError(f"embedding has shape {tuple(cond.shape)}; expected (B, L, {want}) image tokens "
-                               f"(DINOv2-giant gives (1, 1370, 1536))")
+        from .embedding import check_tokens
+
+        cond = check_tokens(cond, "embedding", width=self.dit.config.context_in_dim)
         return cond.to(self.device, self.dtype)
 
     # ---- sampling ---------------------------------------------------------------------------
@@ -263,13 +301,25 @@ class ShapePipeline:
         ``steps`` effective steps from ``steps`` calls (what ``flowlab shape`` does by default).
         The callback sees x, t, v and the predictions in that convention.
         """
+        from ..limits import MAX_STEPS, check_count, check_seed
+
         conv = get_convention(convention)
         if conv not in (REVERSED, CONVENTIONAL):
             raise FlowlabError(f"convention {conv.name!r}: the shape DiT runs in 'reversed' or 'conventional'")
-        cond = cond.to(self.device, self.dtype)
+        check_count(steps, "steps", maximum=MAX_STEPS, why="each step is a DiT call; 50 is the release's default")
+        check_seed(seed, "seed")
+        _check_guidance(guidance)
+        cond = self.check_embedding(cond)
         b = cond.shape[0]
+        want = (b, *self.vae.latent_shape)
         if latents is None:
-            latents = initial_latents((b, *self.vae.latent_shape), seed, self.dtype, self.device)
+            latents = initial_latents(want, seed, self.dtype, self.device)
+        elif not isinstance(latents, Tensor) or tuple(latents.shape) != want:
+            got = tuple(latents.shape) if isinstance(latents, Tensor) else type(latents).__name__
+            raise FlowlabError(f"latents has shape {got}; expected {want} (batch of cond, num_latents, embed_dim): "
+                               "pass None to start from seeded noise")
+        else:
+            latents = latents.to(self.device, self.dtype)
         model = DiTVelocity(self.dit, cond, guidance=guidance, exact=exact)
         ts = self.schedule(steps, wasted_last_step=exact if wasted_last_step is None else wasted_last_step)
         try:
@@ -278,6 +328,24 @@ class ShapePipeline:
             return sample(flip(model), latents, to_conventional(ts), CONVENTIONAL, callback=callback)
         except torch.cuda.OutOfMemoryError:
             raise _oom("sampling", "use a smaller batch, or a smaller model (mini)") from None
+        except FlowlabError as e:
+            if "NaN or inf" in str(e):
+                self._blame_inputs(cond, latents)
+            raise
+
+    def _blame_inputs(self, cond: Tensor, latents: Tensor) -> None:
+        """After a NaN in sampling: name a non-finite input (weights, tokens, latents) before the time convention."""
+        if not bool(torch.isfinite(latents).all()):
+            raise FlowlabError("the initial latents contain NaN or inf; start from finite noise (latents=None)")
+        for label, module in (("DiT", self.dit),):
+            for name, p in module.named_parameters():
+                if not bool(torch.isfinite(p).all()):
+                    where = self.folder.weights if self.folder is not None else "the model"
+                    raise FlowlabError(f"the {label} weight {name!r} contains NaN or inf, so every velocity is NaN; "
+                                       f"the weights in {where} are damaged: download them again")
+        if self.dtype == torch.float16:
+            raise FlowlabError("sampling produced NaN or inf although the weights and tokens are finite: fp16 "
+                               "overflowed; try --dtype fp32 (or bf16)")
 
     # ---- decoding ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -298,6 +366,20 @@ class ShapePipeline:
             raise FlowlabError(f"unknown decode {decode!r}; 'hierarchical' or 'dense'")
         if kv_topk is not None and decode != "hierarchical":
             raise FlowlabError("adaptive key / value selection (kv_topk) needs decode='hierarchical'")
+        from ..limits import check_count, check_memory
+
+        want = tuple(self.vae.latent_shape)
+        if not isinstance(latents, Tensor) or latents.ndim != 3 or tuple(latents.shape[1:]) != want \
+                or latents.shape[0] < 1:
+            got = tuple(latents.shape) if isinstance(latents, Tensor) else type(latents).__name__
+            raise FlowlabError(f"latents has shape {got}; expected (B, {want[0]}, {want[1]}) as sample_latents "
+                               "returns them")
+        check_count(octree, "octree")
+        check_count(chunk_size, "chunk_size")
+        n = octree + 1
+        # the float32 volume, plus marching cubes' working copies of it on the host
+        check_memory(latents.shape[0] * n ** 3 * 4 * 3, f"an octree resolution of {octree} ({n}^3 = {n ** 3:.3g} "
+                     "grid points)", "use a smaller --octree (384 is the release's default)")
         try:
             tokens = self.vae.decode_latents(latents.to(self.device, self.dtype))
             geo = self.vae.geo_decoder
@@ -328,6 +410,9 @@ class ShapePipeline:
         goes to the CPU), or 'auto' (torch for a CUDA volume, else skimage).
         """
         if logits.ndim == 4:
+            if logits.shape[0] != 1:
+                raise FlowlabError(f"mesh() takes one volume; got a batch of {logits.shape[0]}: call it per item "
+                                   "(pipe.mesh(logits[i]))")
             logits = logits[0]
         if method == "auto":
             method = "torch" if logits.is_cuda else "skimage"
@@ -382,8 +467,12 @@ def load_pipeline(model: str | os.PathLike, *, device: torch.device | str = "cpu
     folder's own VAE. The conditioner (DINOv2, needs transformers) is loaded now only when
     ``with_conditioner``; otherwise on first :meth:`ShapePipeline.encode_image`.
     """
+    from ..device import resolve_device
+
+    device = resolve_device(device)
     folder = find_model_folder(model, download=download, variant=variant)
     cfg = folder.config
+    check_config_values(cfg, folder.path / "config.yaml")
     if folder.is_standalone_vae:
         raise FlowlabError(f"{folder.path} is a standalone VAE folder; --model needs a DiT folder such as "
                            f"hunyuan3d-dit-v2-0 (pass the VAE folder as the VAE instead)")
@@ -399,6 +488,7 @@ def load_pipeline(model: str | os.PathLike, *, device: torch.device | str = "cpu
         vae_mod = _build_vae(cfg["vae"].get("params") or {}, state["vae"], folder.weights)
     else:
         vf = find_model_folder(vae, download=download, variant=variant)
+        check_config_values(vf.config, vf.path / "config.yaml")
         if not vf.is_standalone_vae:
             raise FlowlabError(f"{vf.path} is not a standalone VAE folder (its config.yaml has model/vae sections)")
         vstate = read_state_dict(vf.weights)
