@@ -178,7 +178,13 @@ def jump_to(endpoint: int | sp.Expr, time: sp.Expr = S) -> sp.Expr:
     ``jump_to(0)`` is ``x - s v`` (pred_x0), ``jump_to(1)`` is ``x + (1 - s) v`` (pred_x1). Which one
     is data depends on the convention only (see :func:`endpoint_fact`).
     """
-    return euler_update(s=time).subs(S_NEXT, sp.sympify(endpoint))
+    if isinstance(endpoint, str):  # text is parsed by an allow-list, never evaluated (sympify would eval it)
+        from .conventions import parse_expression
+
+        target = parse_expression(endpoint, what="endpoint", allow_t=False)
+    else:
+        target = sp.sympify(endpoint, strict=True)  # numbers and SymPy objects; no str() fallback
+    return euler_update(s=time).subs(S_NEXT, target)
 
 
 def interpolant(conv: Convention | str) -> sp.Expr:

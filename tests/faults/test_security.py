@@ -124,3 +124,14 @@ def test_pt_embedding_with_code_is_refused(in_tmp: Path) -> None:
         load_embedding(in_tmp / "cond.pt")
     assert "weights_only set to False" not in str(e.value)
     assert not (in_tmp / MARK).exists()
+
+
+@pytest.mark.parametrize("payload", INJECTIONS[:4])
+def test_jump_to_endpoint_strings_are_never_executed(payload: str, in_tmp: Path) -> None:
+    from flowlab import symbolic
+
+    with pytest.raises(FlowlabError, match="only numbers"):
+        symbolic.jump_to(payload)
+    assert not (in_tmp / MARK).exists(), "the string was executed"
+    # numbers and allowed text still work
+    assert sp.simplify(symbolic.jump_to("1") - symbolic.jump_to(1)) == 0
