@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae-time", type=float, default=170.0, help="VAE time budget in s for 'auto'")
     parser.add_argument("--dit-steps", default="auto", help="DiT steps, or 'auto' (fit --dit-time)")
     parser.add_argument("--dit-time", type=float, default=220.0, help="DiT time budget in s for 'auto'")
-    parser.add_argument("--pool", type=int, default=40000, help="rendered shapes the DiT trains on")
+    parser.add_argument("--pool", type=int, default=80000, help="rendered shapes the DiT trains on")
     parser.add_argument("--deadline", type=float, default=None, help="wall-clock budget in s for everything")
     parser.add_argument("--eval-shapes", type=int, default=200)
     parser.add_argument("--export", metavar="FOLDER", help="write the shipped folder layout from --out's checkpoints")

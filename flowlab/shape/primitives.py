@@ -26,7 +26,6 @@ generator seeded with ``seed``: the same seed gives the same shapes on any devic
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -44,28 +43,37 @@ MAX_PARTS = 6
 BOUND_RADIUS = 0.95
 
 
-@dataclass
 class ShapeBatch:
     """B shapes of up to MAX_PARTS parts each. kind (B, P) long (-1 = unused part), params (B, P, 4),
-    rot (B, P, 3, 3) world-from-part rotation, center (B, P, 3), sub (B, P) bool, family (B,) long."""
+    rot (B, P, 3, 3) world-from-part rotation, center (B, P, 3), sub (B, P) bool, family (B,) long.
 
-    family: Tensor
-    kind: Tensor
-    params: Tensor
-    rot: Tensor
-    center: Tensor
-    sub: Tensor
+    The distance is evaluated part by part, each kind only on the parts of that kind; which parts
+    those are is worked out once on the CPU (no device synchronisation while sphere tracing).
+    """
+
+    _FIELDS = ("family", "kind", "params", "rot", "center", "sub")
+
+    def __init__(self, family: Tensor, kind: Tensor, params: Tensor, rot: Tensor, center: Tensor, sub: Tensor,
+                 _cpu: tuple[Tensor, Tensor] | None = None) -> None:
+        self.family, self.kind, self.params, self.rot, self.center, self.sub = family, kind, params, rot, center, sub
+        self._cpu = _cpu if _cpu is not None else (kind.cpu(), sub.cpu())
+        self._plan_cache = None
 
     def __len__(self) -> int:
         return int(self.family.shape[0])
 
     def to(self, device) -> "ShapeBatch":
-        return ShapeBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return ShapeBatch(*(getattr(self, f).to(device) for f in self._FIELDS), _cpu=self._cpu)
 
     def __getitem__(self, idx) -> "ShapeBatch":
         if isinstance(idx, int):
             idx = slice(idx, idx + 1)
-        return ShapeBatch(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        if isinstance(idx, Tensor):
+            idx_cpu = idx.cpu()
+        else:
+            idx_cpu = idx
+        return ShapeBatch(*(getattr(self, f)[idx] for f in self._FIELDS),
+                          _cpu=(self._cpu[0][idx_cpu], self._cpu[1][idx_cpu]))
 
     @property
     def device(self) -> torch.device:
@@ -73,64 +81,88 @@ class ShapeBatch:
 
     @property
     def family_names(self) -> list[str]:
-        return [FAMILIES[int(i)] for i in self.family]
+        return [FAMILIES[int(i)] for i in self.family.cpu()]
+
+    def _plan(self) -> dict:
+        if self._plan_cache is None:
+            kind, sub = self._cpu
+            qb, qp = torch.nonzero(kind >= 0, as_tuple=True)  # the used parts, (Q,) each
+            qk, qs = kind[qb, qp], sub[qb, qp]
+            dev = self.device
+            self._plan_cache = {
+                "b": qb.to(dev), "p": qp.to(dev),
+                "kinds": [(k, torch.nonzero(qk == k).squeeze(1).to(dev)) for k in range(len(KINDS)) if (qk == k).any()],
+                "union": torch.nonzero(~qs).squeeze(1).to(dev), "cut": torch.nonzero(qs).squeeze(1).to(dev),
+                "has_cut": bool(qs.any()),
+            }
+        return self._plan_cache
 
     def sdf(self, points: Tensor) -> Tensor:
         """points (B, M, 3) (or (M, 3), shared) -> signed distance (B, M); negative inside."""
+        plan = self._plan()
+        qb, qp = plan["b"], plan["p"]
+        b = len(self)
         if points.ndim == 2:
-            points = points[None].expand(len(self), -1, -1)
-        local = torch.einsum("bpij,bpmi->bpmj", self.rot, points[:, None] - self.center[:, :, None])  # R^T (p - c)
-        d = _part_sdf(self.kind, self.params, local)  # (B, P, M)
+            pts = points[None].expand(qb.shape[0], -1, -1)
+        else:
+            pts = points[qb]  # (Q, M, 3)
+        m = pts.shape[1]
+        local = torch.einsum("qij,qmi->qmj", self.rot[qb, qp], pts - self.center[qb, qp][:, None])  # R^T (p - c)
+        params = self.params[qb, qp]  # (Q, 4)
+        d = torch.empty(qb.shape[0], m, device=pts.device, dtype=pts.dtype)
+        for k, sel in plan["kinds"]:
+            d[sel] = _kind_sdf(k, params[sel], local[sel])
         big = torch.finfo(d.dtype).max / 4
-        valid = (self.kind >= 0)[..., None]
-        union = torch.where(valid & ~self.sub[..., None], d, big).amin(dim=1)
-        cut = torch.where(valid & self.sub[..., None], -d, -big).amax(dim=1)
-        return torch.maximum(union, cut)
+        u = plan["union"]
+        out = torch.full((b, m), big, device=d.device, dtype=d.dtype)
+        out = out.scatter_reduce(0, qb[u][:, None].expand(-1, m), d[u], reduce="amin")
+        if plan["has_cut"]:
+            c = plan["cut"]
+            cut = torch.full((b, m), -big, device=d.device, dtype=d.dtype)
+            cut = cut.scatter_reduce(0, qb[c][:, None].expand(-1, m), -d[c], reduce="amax")
+            out = torch.maximum(out, cut)
+        return out
 
     def occupancy(self, points: Tensor) -> Tensor:
         """points (B, M, 3) -> bool (B, M), True inside."""
         return self.sdf(points) < 0
 
     def normals(self, points: Tensor, eps: float = 1e-3) -> Tensor:
-        """Unit gradient of the sdf by central differences: (B, M, 3)."""
-        grads = []
-        for k in range(3):
-            e = torch.zeros(3, device=points.device, dtype=points.dtype)
-            e[k] = eps
-            grads.append(self.sdf(points + e) - self.sdf(points - e))
-        g = torch.stack(grads, dim=-1)
+        """Unit gradient of the sdf by central differences (one batched evaluation): (B, M, 3)."""
+        if points.ndim == 2:
+            points = points[None].expand(len(self), -1, -1)
+        m = points.shape[1]
+        e = torch.eye(3, device=points.device, dtype=points.dtype) * eps
+        offsets = torch.cat([e, -e])  # (6, 3)
+        d = self.sdf((points[:, None] + offsets[None, :, None]).reshape(len(self), 6 * m, 3)).view(len(self), 6, m)
+        g = (d[:, :3] - d[:, 3:]).transpose(1, 2)  # (B, M, 3)
         return g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _part_sdf(kind: Tensor, params: Tensor, p: Tensor) -> Tensor:
-    """Distances of local points p (B, P, M, 3) to parts of ``kind`` (B, P) -> (B, P, M)."""
-    a, b, c, r = (params[..., i, None] for i in range(4))  # (B, P, 1)
+def _kind_sdf(kind: int, params: Tensor, p: Tensor) -> Tensor:
+    """Distance of local points p (n, M, 3) to n parts of one ``kind`` with params (n, 4) -> (n, M)."""
+    a, b, c, r = (params[:, i, None] for i in range(4))  # (n, 1)
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
-    out = torch.zeros_like(x)
-    k = kind[..., None].expand_as(x)
-    # ellipsoid: k0 (k0 - 1) / k1, the usual bound (exact for a sphere)
-    if (kind == 0).any():
-        s = torch.stack((a, b, c), -1).clamp_min(1e-6)
+    if kind == 0:  # ellipsoid: k0 (k0 - 1) / k1, the usual bound (exact for a sphere)
+        s = params[:, None, :3].clamp_min(1e-6)
         k0 = (p / s).norm(dim=-1)
         k1 = (p / (s * s)).norm(dim=-1).clamp_min(1e-9)
-        out = torch.where(k == 0, k0 * (k0 - 1) / k1, out)
-    if (kind == 1).any():  # rounded box: box of half-extents (a, b, c) - r, inflated by r
-        q = p.abs() - (torch.stack((a, b, c), -1) - r[..., None])
-        d = q.clamp_min(0).norm(dim=-1) + q.amax(dim=-1).clamp_max(0) - r
-        out = torch.where(k == 1, d, out)
+        return k0 * (k0 - 1) / k1
+    if kind == 1:  # rounded box: box of half-extents (a, b, c) - r, inflated by r
+        q = p.abs() - (params[:, None, :3] - r[..., None])
+        return q.clamp_min(0).norm(dim=-1) + q.amax(dim=-1).clamp_max(0) - r
     rho = torch.sqrt(x * x + z * z)
-    if (kind == 2).any():  # cylinder radius a, half-height b
+    if kind == 2:  # cylinder radius a, half-height b
         dx, dy = rho - a, y.abs() - b
-        d = torch.sqrt(dx.clamp_min(0) ** 2 + dy.clamp_min(0) ** 2) + torch.maximum(dx, dy).clamp_max(0)
-        out = torch.where(k == 2, d, out)
-    if (kind == 3).any():  # cone: radius a at y = -b, tip at y = +b
-        out = torch.where(k == 3, _cone(rho, y, a, b), out)
-    if (kind == 4).any():  # torus
-        out = torch.where(k == 4, torch.sqrt((rho - a) ** 2 + y * y) - b, out)
-    if (kind == 5).any():  # capsule along y
+        return torch.sqrt(dx.clamp_min(0) ** 2 + dy.clamp_min(0) ** 2) + torch.maximum(dx, dy).clamp_max(0)
+    if kind == 3:  # cone: radius a at y = -b, tip at y = +b
+        return _cone(rho, y, a, b)
+    if kind == 4:  # torus: ring radius a in the xz plane, tube radius b
+        return torch.sqrt((rho - a) ** 2 + y * y) - b
+    if kind == 5:  # capsule along y: segment half-length a, radius b
         yc = y - torch.maximum(torch.minimum(y, a), -a)
-        out = torch.where(k == 5, torch.sqrt(x * x + yc * yc + z * z) - b, out)
-    return out
+        return torch.sqrt(x * x + yc * yc + z * z) - b
+    raise AssertionError(kind)
 
 
 def _cone(rho: Tensor, y: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -85,16 +85,16 @@ class TrainOptions:
     # VAE stage
     vae_steps: int | str = "auto"
     vae_time: float = 180.0
-    vae_batch: int = 128
+    vae_batch: int = 192
     vae_lr: float = 4e-4
     surface_points: int = 2048
     queries: int = 4096
     kl_weight: float = 1e-3
     # pool + DiT stage
-    pool: int = 40000
+    pool: int = 80000
     dit_steps: int | str = "auto"
     dit_time: float = 200.0
-    dit_batch: int = 256
+    dit_batch: int = 512
     dit_lr: float = 5e-4
     cfg_dropout: float = 0.1
     ema: float = 0.999
@@ -186,11 +186,16 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        if step == 20 and opts.vae_steps == "auto":  # fix the step count from the measured speed
+        if step == 10 and opts.vae_steps == "auto":
             _sync(dev)
-            per = (time.time() - start) / 20
-            budget = opts.vae_time if opts.deadline is None else min(opts.vae_time, opts.deadline - (time.time() - t0))
-            total = max(40, int(budget / per))
+            t10 = time.time()
+        if step == 30 and opts.vae_steps == "auto":  # fix the step count from the speed after warm-up
+            _sync(dev)
+            per = (time.time() - t10) / 20
+            left = opts.vae_time - (time.time() - start)
+            if opts.deadline is not None:
+                left = min(left, opts.deadline - (time.time() - t0))
+            total = max(40, int(left / per) + step)
             log["vae_steps"] = total
             print(f"[vae] {per * 1000:.1f} ms/step -> {total} steps", flush=True)
         if step % opts.log_every == 0 or step == total:
@@ -241,8 +246,7 @@ def flow_matching_loss(dit: ShapeDiT, cond_model: nn.Module, images: Tensor, dat
 
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
-        for pe, pm in zip(ema.parameters(), model.parameters()):
-            pe.lerp_(pm, 1 - decay)
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
 
 
 def train_dit(models, pool, scale: float, opts: TrainOptions, log: dict, t0: float) -> dict[str, nn.Module]:
@@ -272,12 +276,16 @@ def train_dit(models, pool, scale: float, opts: TrainOptions, log: dict, t0: flo
         _ema_update(ema["dit"], dit, opts.ema if step > opts.warmup else 0.0)
         _ema_update(ema["conditioner"], cond, opts.ema if step > opts.warmup else 0.0)
         step += 1
-        if step == 20 and opts.dit_steps == "auto":
+        if step == 10 and opts.dit_steps == "auto":
             _sync(dev)
-            per = (time.time() - start) / 20
-            budget = opts.dit_time if opts.deadline is None else min(
-                opts.dit_time, opts.deadline - opts.eval_reserve - (time.time() - t0))
-            total = max(40, int(budget / per))
+            t10 = time.time()
+        if step == 30 and opts.dit_steps == "auto":  # fix the step count from the speed after warm-up
+            _sync(dev)
+            per = (time.time() - t10) / 20
+            left = opts.dit_time - (time.time() - start)
+            if opts.deadline is not None:
+                left = min(left, opts.deadline - opts.eval_reserve - (time.time() - t0))
+            total = max(40, int(left / per) + step)
             print(f"[dit] {per * 1000:.1f} ms/step -> {total} steps", flush=True)
         if step % opts.log_every == 0 or step == total:
             for k, v in (("step", step), ("loss", loss.item()), ("lr", lr), ("time", time.time() - start)):
@@ -307,6 +315,9 @@ def evaluate(encoder, vae, dit, conditioner, scale: float, opts: TrainOptions, c
     from .pipeline import ShapePipeline
 
     dev = torch.device(opts.device)
+    if dev.type == "cuda":  # full float32 matmuls for the measurement (TF32 is for training speed only)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     vae = copy.deepcopy(vae).float().eval()
     vae.config = replace(vae.config, scale_factor=scale)
     shapes = random_shapes(opts.eval_shapes, EVAL_SEED, balanced=True, device=dev)
