@@ -20,17 +20,22 @@ samples the flipped model (sigma = 1 - t, v' = -v) along sigma: 1 -> 0. Both giv
 round-off. --schedule corrected (default) makes --steps effective steps from --steps model calls;
 --schedule reference reproduces hy3dgen's schedule, whose last call is wasted (linspace(0, 1, N) + [1.0]).
 With --schedule reference --time-rounding reference the arithmetic is the reference's, bit for bit.
---embedding FILE (.safetensors / .pt / .npy with one (1, L, 1536) tensor) skips the image encoder."""
+--embedding FILE (.safetensors / .pt / .npy with one (1, L, 1536) tensor) skips the image encoder.
+--model mini is the small trained model that ships with flowlab (offline, CPU); --primitive NAME renders one
+of flowlab's procedural shapes (seeded by --seed) with the training camera and generates from that image."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="PATH_OR_REPO", help="model folder or HF repo id")
+    parser.add_argument("--model", required=True, metavar="PATH_OR_REPO",
+                        help="model folder, HF repo id, or 'mini' (the trained mini model shipped with flowlab)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", metavar="IMG", help="input image (RGBA with transparent background, or RGB)")
     src.add_argument("--embedding", metavar="FILE", help="precomputed image tokens instead of --image")
+    src.add_argument("--primitive", metavar="NAME", help="render a procedural shape (torus, mug, ...) as the image")
     parser.add_argument("--steps", type=int, default=50, help="model calls (default 50)")
     parser.add_argument("--guidance", type=float, default=5.0, help="CFG scale w: v_u + w (v_c - v_u) (default 5.0)")
-    parser.add_argument("--octree", type=int, default=384, help="grid resolution R: (R+1)^3 queries (default 384)")
+    parser.add_argument("--octree", type=int, default=None,
+                        help="grid resolution R: (R+1)^3 queries (default 384; the mini model's config: 128)")
     parser.add_argument("--chunk-size", type=int, default=8000, metavar="N", help="points a decoder call (default 8000)")
     parser.add_argument("--hierarchical", action="store_true", help="coarse-to-fine decoding (fewer queries)")
     parser.add_argument("--convention", default="reversed", choices=["reversed", "conventional"],
@@ -83,15 +88,27 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out(out)
     for name in ("steps", "octree", "chunk_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise FlowlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     device = resolve_device(args.device)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(
         args.dtype, torch.float16 if device.type == "cuda" else torch.float32)
     variant = None if args.variant.lower() == "none" else args.variant
-    pipe = load_pipeline(args.model, device=device, dtype=dtype, download=args.download, variant=variant,
-                         vae=args.vae)
-    cond = pipe.check_embedding(load_embedding(args.embedding)) if args.embedding else pipe.encode_image(args.image)
+    from ..shape.mini import resolve_model
+
+    image = args.image
+    if args.primitive:  # checked before any loading
+        from ..shape.primitives import primitive
+        from ..shape.render import render, to_pil
+
+        image = to_pil(render(primitive(args.primitive, seed=args.seed)))
+    pipe = load_pipeline(resolve_model(args.model), device=device, dtype=dtype, download=args.download,
+                         variant=variant, vae=args.vae)
+    hints = pipe.folder.config.get("flowlab") or {}  # the mini model's decoding defaults
+    if args.octree is None:
+        args.octree = int(hints.get("octree_resolution", 384))
+        args.hierarchical = args.hierarchical or bool(hints.get("hierarchical", False))
+    cond = pipe.check_embedding(load_embedding(args.embedding)) if args.embedding else pipe.encode_image(image)
 
     quiet = args.quiet
     bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr, disable=quiet)

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.export:
         from ..shape.mini import export_folder
 
-        export_folder(out, Path(args.export))
+        export_folder(out, Path(args.export), previous=[Path(args.init)] if args.init else [])
         print(f"wrote {args.export}")
         return 0
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())

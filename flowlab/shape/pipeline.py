@@ -210,8 +210,14 @@ class ShapePipeline:
         """A path / PIL image, or a (B, 3, H, W) tensor in [-1, 1] -> cond tokens (B, L, C)."""
         from .conditioner import load_image
 
-        pixels = image if isinstance(image, Tensor) else load_image(image, self.image_size, self.border_ratio)
-        return self.load_conditioner()(pixels.to(self.device))
+        cond_model = self.load_conditioner()
+        if isinstance(image, Tensor):
+            pixels = image
+        elif hasattr(cond_model, "load_image"):  # a conditioner with its own preprocessing (the mini model's)
+            pixels = cond_model.load_image(image)
+        else:
+            pixels = load_image(image, self.image_size, self.border_ratio)
+        return cond_model(pixels.to(self.device))
 
     @torch.no_grad()
     def encode_views(self, views: dict) -> Tensor:
