@@ -146,8 +146,9 @@ def _kind_sdf(kind: int, params: Tensor, p: Tensor) -> Tensor:
     if kind == 0:  # ellipsoid: k0 (k0 - 1) / k1, the usual bound (exact for a sphere)
         s = params[:, None, :3].clamp_min(1e-6)
         k0 = (p / s).norm(dim=-1)
-        k1 = (p / (s * s)).norm(dim=-1).clamp_min(1e-9)
-        return k0 * (k0 - 1) / k1
+        k1 = (p / (s * s)).norm(dim=-1)
+        # at the very centre the bound is 0 / 0: the distance there is the smallest semi-axis
+        return torch.where(k1 > 1e-9, k0 * (k0 - 1) / k1.clamp_min(1e-9), -s.amin(dim=-1))
     if kind == 1:  # rounded box: box of half-extents (a, b, c) - r, inflated by r
         q = p.abs() - (params[:, None, :3] - r[..., None])
         return q.clamp_min(0).norm(dim=-1) + q.amax(dim=-1).clamp_max(0) - r
