@@ -193,3 +193,16 @@ def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
     files = {n: {"sha256": _sha256(dest / n), "bytes": (dest / n).stat().st_size} for n in SHIPPED_FILES}
     write_atomic(dest / MANIFEST, json.dumps({"files": files}, indent=1))
     return dest
+
+
+def evaluate_shipped(shapes: int = 20, steps: int = 50, resolution: int = 32, guidance: float = 5.0,
+                     device: str = "cpu") -> dict:
+    """:func:`flowlab.shape.train.evaluate` on the shipped weights (a smaller check than the training run's:
+    fewer shapes and a coarser grid, so that it runs on a CPU in about a minute)."""
+    from .train import TrainOptions, evaluate
+
+    pipe = load_mini(device=device)
+    opts = TrainOptions(device=device, eval_shapes=shapes, eval_steps=steps, eval_resolution=resolution,
+                        eval_guidance=guidance, guidance_sweep=(guidance,))
+    return evaluate(load_mini_encoder(device=device), pipe.vae, pipe.dit, pipe.conditioner,
+                    float(pipe.vae.config.scale_factor), opts)
