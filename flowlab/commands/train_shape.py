@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dit-steps", default="auto", help="DiT steps, or 'auto' (fit --dit-time)")
     parser.add_argument("--dit-time", type=float, default=220.0, help="DiT time budget in s for 'auto'")
     parser.add_argument("--pool", type=int, default=80000, help="rendered shapes the DiT trains on")
+    parser.add_argument("--vae-batch", type=int, default=192, help="shapes per VAE step (default 192)")
+    parser.add_argument("--dit-batch", type=int, default=512, help="pool samples per DiT step (default 512)")
     parser.add_argument("--deadline", type=float, default=None, help="wall-clock budget in s for everything")
     parser.add_argument("--eval-shapes", type=int, default=200)
     parser.add_argument("--export", metavar="FOLDER", help="write the shipped folder layout from --out's checkpoints")
@@ -64,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     bad = [s for s in stages if s not in ("vae", "dit", "eval")]
     if bad or not stages:
         raise FlowlabError(f"--stages {args.stages!r}: use a comma-separated subset of vae,dit,eval")
+    for name in ("pool", "vae_batch", "dit_batch", "eval_shapes"):
+        if getattr(args, name) < 1:
+            raise FlowlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     device = resolve_device(args.device)
     if args.smoke:
         cfg = SMOKE
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = MINI
         opts = TrainOptions(seed=args.seed, device=str(device), vae_steps=_steps(args.vae_steps), vae_time=args.vae_time,
                             dit_steps=_steps(args.dit_steps), dit_time=args.dit_time, pool=args.pool,
-                            deadline=args.deadline, eval_shapes=args.eval_shapes)
+                            deadline=args.deadline, eval_shapes=args.eval_shapes, vae_batch=args.vae_batch,
+                            dit_batch=args.dit_batch)
     log = train(out, cfg, opts, init=Path(args.init) if args.init else None, stages=stages)
     if "eval" in log:
         print(json.dumps({"vae_iou": log["eval"]["vae_iou"]["overall"],
