@@ -20,17 +20,22 @@ samples the flipped model (sigma = 1 - t, v' = -v) along sigma: 1 -> 0. Both giv
 round-off. --schedule corrected (default) makes --steps effective steps from --steps model calls;
 --schedule reference reproduces hy3dgen's schedule, whose last call is wasted (linspace(0, 1, N) + [1.0]).
 With --schedule reference --time-rounding reference the arithmetic is the reference's, bit for bit.
---embedding FILE (.safetensors / .pt / .npy with one (1, L, 1536) tensor) skips the image encoder."""
+--embedding FILE (.safetensors / .pt / .npy with one (1, L, 1536) tensor) skips the image encoder.
+--model mini is the small trained model that ships with flowlab (offline, CPU); --primitive NAME renders one
+of flowlab's procedural shapes (seeded by --seed) with the training camera and generates from that image."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="PATH_OR_REPO", help="model folder or HF repo id")
+    parser.add_argument("--model", required=True, metavar="PATH_OR_REPO",
+                        help="model folder, HF repo id, or 'mini' (the trained mini model shipped with flowlab)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", metavar="IMG", help="input image (RGBA with transparent background, or RGB)")
     src.add_argument("--embedding", metavar="FILE", help="precomputed image tokens instead of --image")
+    src.add_argument("--primitive", metavar="NAME", help="render a procedural shape (torus, mug, ...) as the image")
     parser.add_argument("--steps", type=int, default=50, help="model calls (default 50)")
     parser.add_argument("--guidance", type=float, default=5.0, help="CFG scale w: v_u + w (v_c - v_u) (default 5.0)")
-    parser.add_argument("--octree", type=int, default=384, help="grid resolution R: (R+1)^3 queries (default 384)")
+    parser.add_argument("--octree", type=int, default=None,
+                        help="grid resolution R: (R+1)^3 queries (default 384; the mini model's config: 128)")
     parser.add_argument("--chunk-size", type=int, default=8000, metavar="N", help="points a decoder call (default 8000)")
     parser.add_argument("--decode", default=None, choices=["hierarchical", "dense"],
                         help="volume decoding: coarse to fine, the network only near the surface (default), or "
@@ -86,10 +91,9 @@ def _check_inputs(args: argparse.Namespace) -> None:
     import math
 
     from ..errors import FlowlabError
-    from ..limits import MAX_STEPS, check_count, check_memory, check_seed
+    from ..limits import MAX_STEPS, check_count, check_seed
 
     check_count(args.steps, "--steps", maximum=MAX_STEPS, why="each step is a DiT call; 50 is the default")
-    check_count(args.octree, "--octree")
     check_count(args.chunk_size, "--chunk-size")
     check_seed(args.seed)
     if not math.isfinite(args.guidance):
@@ -100,6 +104,14 @@ def _check_inputs(args: argparse.Namespace) -> None:
             raise FlowlabError(f"{flag} {value!r} is a directory; pass the file itself")
         if value is not None and not Path(value).is_file():
             raise FlowlabError(f"{flag} {value!r}: file not found")
+    if args.octree is not None:  # None: the model folder's default, checked once it is known
+        _check_octree(args)
+
+
+def _check_octree(args: argparse.Namespace) -> None:
+    from ..limits import check_count, check_memory
+
+    check_count(args.octree, "--octree")
     n = args.octree + 1
     check_memory(n ** 3 * 4 * 3, f"--octree {args.octree} ({n}^3 = {n ** 3:.3g} grid points)",
                  "use a smaller --octree (384 is the default)")
@@ -128,9 +140,21 @@ def run(args: argparse.Namespace) -> int:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(
         args.dtype, torch.float16 if device.type == "cuda" else torch.float32)
     variant = None if args.variant.lower() == "none" else args.variant
-    pipe = load_pipeline(args.model, device=device, dtype=dtype, download=args.download, variant=variant,
-                         vae=args.vae)
-    cond = pipe.check_embedding(load_embedding(args.embedding)) if args.embedding else pipe.encode_image(args.image)
+    from ..shape.mini import resolve_model
+
+    image = args.image
+    if args.primitive:  # checked before any loading
+        from ..shape.primitives import primitive
+        from ..shape.render import render, to_pil
+
+        image = to_pil(render(primitive(args.primitive, seed=args.seed)))
+    pipe = load_pipeline(resolve_model(args.model), device=device, dtype=dtype, download=args.download,
+                         variant=variant, vae=args.vae)
+    hints = pipe.folder.config.get("flowlab") or {}  # the mini model's decoding defaults
+    if args.octree is None:
+        args.octree = int(hints.get("octree_resolution", 384))
+        _check_octree(args)
+    cond = pipe.check_embedding(load_embedding(args.embedding)) if args.embedding else pipe.encode_image(image)
     if cond.shape[0] != 1:
         raise FlowlabError(f"--embedding {args.embedding!r} holds {cond.shape[0]} embeddings (shape "
                            f"{tuple(cond.shape)}); flowlab shape writes one mesh: save one (1, L, C) embedding")

@@ -10,6 +10,10 @@ Modules:
 * :mod:`~flowlab.shape.checkpoint`: official checkpoint folders, strict loading;
 * :mod:`~flowlab.shape.pipeline`: sampling through :func:`flowlab.sampling.sample`, decoding;
 * :mod:`~flowlab.shape.tiny`: small random-weight models for tests, notebooks and smoke runs.
+* :mod:`~flowlab.shape.mini`: the trained mini model shipped in ``weights/mini`` (:func:`~flowlab.shape.mini.load_mini`);
+* :mod:`~flowlab.shape.primitives`, :mod:`~flowlab.shape.render`: procedural SDF shapes and their renders (its data);
+* :mod:`~flowlab.shape.encoder`, :mod:`~flowlab.shape.image_encoder`, :mod:`~flowlab.shape.train`: the VAE
+  encoder, the patch image encoder and ``flowlab train-shape``.
 
 Write-up of the architecture and its quirks: notebooks/04_hunyuan3d2_shape_model.ipynb.
 """

@@ -158,9 +158,13 @@ class ImageConditioner(nn.Module):
         """Build from config.yaml's ``conditioner`` section."""
         enc = (section.get("params") or {}).get("main_image_encoder") or {}
         kind = enc.get("type", "DinoImageEncoder")
+        if kind == "PatchImageEncoder":  # flowlab's mini model (flowlab.shape.image_encoder)
+            from .image_encoder import PatchConditioner
+
+            return PatchConditioner.from_config(section)
         if kind not in ("DinoImageEncoder", "DinoImageEncoderMV"):
             raise FlowlabError(f"conditioner image encoder type {kind!r} is not supported (DinoImageEncoder, "
-                               f"DinoImageEncoderMV)")
+                               f"DinoImageEncoderMV, PatchImageEncoder)")
         kw = enc.get("kwargs") or {}
         if "config" not in kw:
             raise FlowlabError("conditioner section has no Dinov2 'config': flowlab builds DINOv2 from the config "

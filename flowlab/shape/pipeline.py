@@ -251,8 +251,24 @@ class ShapePipeline:
         """A path / PIL image, or a (B, 3, H, W) tensor in [-1, 1] -> cond tokens (B, L, C)."""
         from .conditioner import load_image
 
-        pixels = image if isinstance(image, Tensor) else load_image(image, self.image_size, self.border_ratio)
+        if isinstance(image, Tensor):
+            pixels = image
+        elif self._patch_conditioner():  # the mini model reads images its own way (no recentring)
+            from .image_encoder import load_mini_image
+
+            pixels = load_mini_image(image, self._patch_conditioner())
+        else:
+            pixels = load_image(image, self.image_size, self.border_ratio)
         return self.load_conditioner()(pixels.to(self.device))
+
+    def _patch_conditioner(self) -> int:
+        """The input size of a flowlab PatchImageEncoder conditioner (the mini model's), else 0."""
+        if self.conditioner is not None:
+            return int(getattr(getattr(self.conditioner, "main_image_encoder", None), "patch_size", 0) and
+                       self.conditioner.main_image_encoder.image_size)
+        section = (self.folder.config.get("conditioner") or {}) if self.folder is not None else {}
+        enc = (section.get("params") or {}).get("main_image_encoder") or {}
+        return int((enc.get("kwargs") or {}).get("image_size", 64)) if enc.get("type") == "PatchImageEncoder" else 0
 
     @torch.no_grad()
     def encode_views(self, views: dict) -> Tensor:
