@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", metavar="FOLDER", help="write the shipped folder layout from --out's checkpoints")
 
 
-def _steps(value: str):
+def _steps(value: str, flag: str = "--steps"):
     from ..errors import FlowlabError
 
     if value == "auto":
@@ -44,9 +44,9 @@ def _steps(value: str):
     try:
         n = int(value)
     except ValueError:
-        raise FlowlabError(f"steps must be an integer or 'auto', got {value!r}") from None
+        raise FlowlabError(f"{flag} must be an integer or 'auto', got {value!r}") from None
     if n < 1:
-        raise FlowlabError(f"steps must be >= 1, got {n}")
+        raise FlowlabError(f"{flag} must be >= 1, got {n}")
     return n
 
 
@@ -69,6 +69,19 @@ def run(args: argparse.Namespace) -> int:
     for name in ("pool", "vae_batch", "dit_batch", "eval_shapes"):
         if getattr(args, name) < 1:
             raise FlowlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    import math
+
+    from ..limits import check_seed
+
+    check_seed(args.seed)
+    vae_steps, dit_steps = _steps(args.vae_steps, "--vae-steps"), _steps(args.dit_steps, "--dit-steps")  # checked in --smoke too
+    for name in ("vae_time", "dit_time", "deadline"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise FlowlabError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {value}")
+    if args.init and not Path(args.init).is_dir():
+        raise FlowlabError(f"--init {args.init!r} is not a folder; give the --out folder of an earlier run "
+                           "(it holds vae.safetensors, dit.safetensors, ...)")
     device = resolve_device(args.device)
     if args.smoke:
         cfg = SMOKE
@@ -77,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
                             eval_resolution=8, guidance_sweep=(5.0,), log_every=2, warmup=2)
     else:
         cfg = MINI
-        opts = TrainOptions(seed=args.seed, device=str(device), vae_steps=_steps(args.vae_steps), vae_time=args.vae_time,
-                            dit_steps=_steps(args.dit_steps), dit_time=args.dit_time, pool=args.pool,
+        opts = TrainOptions(seed=args.seed, device=str(device), vae_steps=vae_steps, vae_time=args.vae_time,
+                            dit_steps=dit_steps, dit_time=args.dit_time, pool=args.pool,
                             deadline=args.deadline, eval_shapes=args.eval_shapes, vae_batch=args.vae_batch,
                             dit_batch=args.dit_batch)
     log = train(out, cfg, opts, init=Path(args.init) if args.init else None, stages=stages)

@@ -85,10 +85,34 @@ CASES: dict[str, list[Case]] = {
         case("embedding-is-a-folder", "shape --model {model} --embedding {folder} --quiet", "is a directory"),
         case("embedding-random-bytes", "shape --model {model} --embedding {random_pt} --quiet",
              "not a PyTorch file"),
+        case("unknown-primitive", "shape --model mini --primitive donut --quiet --out {out.glb}",
+             "unknown primitive 'donut'", "valid primitives: sphere"),
+        case("image-not-an-image", "shape --model mini --image {random_pt} --quiet --out {out.glb}",
+             "cannot read image", "give a PNG or JPEG file"),
+    ],
+    "figures": [
+        case("unknown-format", "figures --out {folder} --format gif", "invalid choice: 'gif'", rc=2),
+        case("unknown-figure", "figures --out {folder} --only nosuch", "unknown figure(s) nosuch", "segment_jumps"),
+        case("dpi-out-of-range", "figures --out {folder} --dpi 0", "--dpi must be an integer from 30 to 600"),
+    ],
+    "exercises": [
+        case("no-out", "exercises", "say where to write the student notebooks: --out DIR"),
+        case("source-missing", "exercises --out {folder} --source /nonexistent/flowlab-exercises",
+             "no solved exercise notebooks (EX_*.ipynb) found in /nonexistent/flowlab-exercises"),
+    ],
+    "train-shape": [
+        case("seed-beyond-64-bits", "train-shape --out {folder} --smoke --seed 99999999999999999999999",
+             "does not fit a 64-bit generator seed"),
+        case("unknown-stage", "train-shape --out {folder} --smoke --stages vae,foo", "--stages 'vae,foo'"),
+        case("negative-steps", "train-shape --out {folder} --smoke --vae-steps -3", "--vae-steps must be >= 1"),
+        case("nan-time", "train-shape --out {folder} --smoke --dit-time nan",
+             "--dit-time must be a positive number of seconds"),
+        case("init-missing", "train-shape --out {folder} --smoke --init /nonexistent/flowlab-run",
+             "--init '/nonexistent/flowlab-run' is not a folder"),
     ],
 }
 
 #: Commands whose faults are tested elsewhere (with the reason).
 EXEMPT = {
-    "tour": "owned by helper 'site' (issue 13 items 6b and 7); its faults are in tests/test_tour*.py",
+    "tour": "a notebook that is not JSON, SIGINT, timeouts: tests/test_tour.py (needs notebooks and kernels)",
 }
