@@ -878,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
             sec, peak, vol_read = stage(lambda: decode_dense(vae.geo_decoder, tokens, r, chunk_size=big),
                                         w_f, warmup=0, reps=1)
             row(what, f"flowlab readable, {big}", sec, peak,
-                f"max|dlogit| {dstr(vol_read, vol_ref)}" if ref else "")
+                f"max|dlogit| {dstr(vol_read, vol_ref)}" if vol_ref is not None else "")
             del vol_read
         probe = torch.rand(1, min(args.chunk_size[0], (r + 1) ** 3), 3, device=device) * 2 - 1
         pkv = vae.geo_decoder.prepare(tokens)
