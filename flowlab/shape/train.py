@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..conventions import REVERSED
-from ..errors import FlowlabError
 from .dit import DiTConfig, ShapeDiT
 from .encoder import EncoderConfig, ShapeVAEEncoder
 from .image_encoder import PatchConditioner
@@ -164,13 +163,41 @@ def vae_loss(encoder: ShapeVAEEncoder, vae: ShapeVAE, batch, g: torch.Generator,
     return bce + kl_weight * kl, {"bce": bce.item(), "kl": kl.item(), "acc": acc.item()}
 
 
+class _StepBudget:
+    """A step count, or 'auto': time steps 10 to 30 (after warm-up) and fit the rest into the time budget
+    (and into what the overall deadline leaves, less ``reserve`` seconds)."""
+
+    def __init__(self, name: str, steps, budget_s: float, opts: "TrainOptions", dev: torch.device, t0: float,
+                 reserve: float = 0.0) -> None:
+        self.name, self.auto, self.budget, self.opts, self.dev, self.t0 = name, steps == "auto", budget_s, opts, dev, t0
+        self.reserve = reserve
+        self.total = steps if isinstance(steps, int) else 10 ** 9
+        self.start = time.time()
+
+    def after(self, step: int) -> int:
+        """Call after each step; returns the (possibly recalibrated) total."""
+        if self.auto and step == 10:
+            _sync(self.dev)
+            self.t10 = time.time()
+        if self.auto and step == 30:  # fix the step count from the speed after warm-up
+            _sync(self.dev)
+            per = (time.time() - self.t10) / 20
+            left = self.budget - (time.time() - self.start)
+            if self.opts.deadline is not None:
+                left = min(left, self.opts.deadline - self.reserve - (time.time() - self.t0))
+            self.total = max(40, int(left / per) + step)
+            print(f"[{self.name}] {per * 1000:.1f} ms/step -> {self.total} steps", flush=True)
+        return self.total
+
+
 def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
     dev = torch.device(opts.device)
     enc, vae = models["encoder"], models["vae"]
     params = list(enc.parameters()) + list(vae.parameters())
     opt = torch.optim.AdamW(params, lr=opts.vae_lr, weight_decay=0.01, betas=(0.9, 0.99))
     g = torch.Generator(dev).manual_seed(opts.seed + 1)
-    total = opts.vae_steps if isinstance(opts.vae_steps, int) else 10 ** 9
+    budget = _StepBudget("vae", opts.vae_steps, opts.vae_time, opts, dev, t0)
+    total = budget.total
     hist = log.setdefault("vae", {"step": [], "loss": [], "bce": [], "kl": [], "acc": [], "lr": [], "time": []})
     step, start = 0, time.time()
     while step < total:
@@ -186,18 +213,7 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        if step == 10 and opts.vae_steps == "auto":
-            _sync(dev)
-            t10 = time.time()
-        if step == 30 and opts.vae_steps == "auto":  # fix the step count from the speed after warm-up
-            _sync(dev)
-            per = (time.time() - t10) / 20
-            left = opts.vae_time - (time.time() - start)
-            if opts.deadline is not None:
-                left = min(left, opts.deadline - (time.time() - t0))
-            total = max(40, int(left / per) + step)
-            log["vae_steps"] = total
-            print(f"[vae] {per * 1000:.1f} ms/step -> {total} steps", flush=True)
+        total = budget.after(step)
         if step % opts.log_every == 0 or step == total:
             for k, v in (("step", step), ("loss", loss.item()), ("lr", lr), ("time", time.time() - start), *parts.items()):
                 hist[k].append(v)
@@ -257,7 +273,8 @@ def train_dit(models, pool, scale: float, opts: TrainOptions, log: dict, t0: flo
     opt = torch.optim.AdamW(params, lr=opts.dit_lr, weight_decay=0.01, betas=(0.9, 0.99))
     g = torch.Generator(dev).manual_seed(opts.seed + 2)
     n = pool["latents"].shape[0]
-    total = opts.dit_steps if isinstance(opts.dit_steps, int) else 10 ** 9
+    budget = _StepBudget("dit", opts.dit_steps, opts.dit_time, opts, dev, t0, reserve=opts.eval_reserve)
+    total = budget.total
     hist = log.setdefault("dit", {"step": [], "loss": [], "lr": [], "time": []})
     step, start = 0, time.time()
     while step < total:
@@ -276,17 +293,7 @@ def train_dit(models, pool, scale: float, opts: TrainOptions, log: dict, t0: flo
         _ema_update(ema["dit"], dit, opts.ema if step > opts.warmup else 0.0)
         _ema_update(ema["conditioner"], cond, opts.ema if step > opts.warmup else 0.0)
         step += 1
-        if step == 10 and opts.dit_steps == "auto":
-            _sync(dev)
-            t10 = time.time()
-        if step == 30 and opts.dit_steps == "auto":  # fix the step count from the speed after warm-up
-            _sync(dev)
-            per = (time.time() - t10) / 20
-            left = opts.dit_time - (time.time() - start)
-            if opts.deadline is not None:
-                left = min(left, opts.deadline - opts.eval_reserve - (time.time() - t0))
-            total = max(40, int(left / per) + step)
-            print(f"[dit] {per * 1000:.1f} ms/step -> {total} steps", flush=True)
+        total = budget.after(step)
         if step % opts.log_every == 0 or step == total:
             for k, v in (("step", step), ("loss", loss.item()), ("lr", lr), ("time", time.time() - start)):
                 hist[k].append(v)
