@@ -27,7 +27,7 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     except (RuntimeError, TypeError) as exc:
         raise FlowlabError(f"cannot read device {name!r} ({exc}); use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FlowlabError(f"device {name!r} asked for, but this torch sees no CUDA GPU; use --device cpu")
+        raise FlowlabError(f"device {name!r} asked for, but this torch sees no CUDA GPU; use device='cpu' (--device cpu on the command line)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise FlowlabError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return dev

@@ -59,7 +59,7 @@ def test_affine_with_a_bad_endpoint(bad) -> None:
 @NO_CUDA
 def test_load_model_on_cuda_without_cuda(mlp, tmp_path: Path) -> None:
     save_model(mlp, tmp_path / "m.safetensors")
-    with raises("this torch sees no CUDA GPU; use --device cpu"):
+    with raises("this torch sees no CUDA GPU; use device='cpu' \\(--device cpu on the command line\\)"):
         load_model(tmp_path / "m.safetensors", device="cuda")
 
 
