@@ -3,7 +3,7 @@
 # Not part of every CI run (it takes N times the notebook suite); one job before a release, or after a
 # change to a notebook or to something the notebooks print, shows that the stored outputs are deterministic.
 #
-#   bash tools/nbval_repeat.sh               # 10 rounds over notebooks/*.ipynb
+#   bash tools/nbval_repeat.sh               # 10 rounds over notebooks/*.ipynb and notebooks/exercises/*.ipynb
 #   bash tools/nbval_repeat.sh 2 notebooks/02_*.ipynb    # 2 rounds over some notebooks
 #
 # Runs inside the current Python environment (activate .venv first, or set PYTHON). Each round is a
@@ -18,7 +18,7 @@ if ! [[ "$rounds" =~ ^[1-9][0-9]*$ ]]; then
   echo "usage: bash tools/nbval_repeat.sh [ROUNDS >= 1] [NOTEBOOK ...]" >&2
   exit 2
 fi
-if [ "$#" -gt 0 ]; then notebooks=("$@"); else notebooks=(notebooks/*.ipynb); fi
+if [ "$#" -gt 0 ]; then notebooks=("$@"); else notebooks=(notebooks/*.ipynb notebooks/exercises/*.ipynb); fi
 python="${PYTHON:-python}"
 logs="${NBVAL_LOG_DIR:-build/nbval_repeat}"
 mkdir -p "$logs"
