@@ -172,6 +172,15 @@ def seeded_state(module: torch.nn.Module, seed: int, device: torch.device, dtype
     return sd
 
 
+def shift_bias(vae, tokens: torch.Tensor, inside: float, dtype: torch.dtype, *others) -> None:
+    """Give random weights a surface: shift the geometry decoder's output bias (of ``vae`` and of each
+    same-weights peer in ``others``) so that a fraction ``inside`` of a coarse 33^3 decode is positive."""
+    coarse = decode_dense(vae.geo_decoder, tokens, 32, chunk_size=40000)
+    shift = torch.quantile(coarse.float().flatten(), 1.0 - inside).to(dtype)
+    for m in (vae, *others):
+        m.geo_decoder.output_proj.bias -= shift
+
+
 def build(cls, cfg, sd: dict, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     with torch.device(device):
         m = cls(cfg) if isinstance(cfg, (DiTConfig, VAEConfig)) else cls(**cfg)
@@ -495,11 +504,8 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
     rtvae = build(ref.VAE, vae_params(tcfg), sd, device, dtype) if ref else None
     del sd, tproto
     ttok = tvae.decode_latents(lat)
-    coarse = decode_dense(tvae.geo_decoder, ttok, 32, chunk_size=40000)
-    shift = torch.quantile(coarse.float().flatten(), 1.0 - args.inside)
-    tvae.geo_decoder.output_proj.bias -= shift.to(dtype)
+    shift_bias(tvae, ttok, args.inside, dtype, *([rtvae] if ref else []))
     if ref:
-        rtvae.geo_decoder.output_proj.bias -= shift.to(dtype)
         rttok = rtvae(1.0 / rtvae.scale_factor * lat)
     w_tf = nbytes(dit) + nbytes(tvae)
     w_tr = (nbytes(rdit) + nbytes(rtvae)) if ref else 0
@@ -853,11 +859,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # ---- VAE + dense decode on the same latents -----------------------------------------------
         tokens = vae.decode_latents(lat)
-        coarse = decode_dense(vae.geo_decoder, tokens, 32, chunk_size=40000)
-        shift = torch.quantile(coarse.float().flatten(), 1.0 - args.inside)
-        vae.geo_decoder.output_proj.bias -= shift.to(dtype)
+        shift_bias(vae, tokens, args.inside, dtype, *([rvae] if ref else []))
         if ref:
-            rvae.geo_decoder.output_proj.bias -= shift.to(dtype)
             rtokens = rvae(1.0 / rvae.scale_factor * lat)
             row("VAE post_kl + transformer", "hy3dgen", *stage(lambda: rvae(1.0 / rvae.scale_factor * lat), w_r,
                                                               reps=reps)[:2])
@@ -927,7 +930,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  marching cubes (CPU, skimage + trimesh merge): readable {res['marching_cubes_s']:.2f} s, "
                   f"slabs on {args.mc_workers} processes {res['marching_cubes_slabs_s']:.2f} s; vertices on the same "
                   f"latents {res['mesh_same_latents']}; inside {res['inside_fraction'] * 100:.2f}%", flush=True)
-        del coarse
 
         # ---- issue 12: every fast option vs the reference mesh, hy3dgen with FlashVDM, end to end -------
         if "fastest" not in args.skip and "flowlab" in res["mesh_same_latents"]:

@@ -152,7 +152,7 @@ def vae_batch(shapes, opts: TrainOptions, g: torch.Generator) -> tuple[Tensor, T
 
 def vae_loss(encoder: ShapeVAEEncoder, vae: ShapeVAE, batch, g: torch.Generator, kl_weight: float,
              sample: bool = True) -> tuple[Tensor, dict]:
-    """BCE(occupancy logits, labels) + kl_weight * KL for one :func:`vae_batch`."""
+    """BCE(occupancy logits, labels) + kl_weight * KL for one :func:`vae_batch`, and its parts (tensors)."""
     surf, nrm, q, occ = batch
     post = encoder(surf, nrm)
     z = post.sample(g) if sample else post.mode()
@@ -160,7 +160,8 @@ def vae_loss(encoder: ShapeVAEEncoder, vae: ShapeVAE, batch, g: torch.Generator,
     bce = F.binary_cross_entropy_with_logits(logits, occ)
     kl = post.kl().mean().float()
     acc = ((logits > 0).float() == occ).float().mean()
-    return bce + kl_weight * kl, {"bce": bce.item(), "kl": kl.item(), "acc": acc.item()}
+    # detached tensors, not floats: reading them back is a host-device sync, done only at logging steps
+    return bce + kl_weight * kl, {"bce": bce.detach(), "kl": kl.detach(), "acc": acc}
 
 
 class _StepBudget:
@@ -215,6 +216,7 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
         step += 1
         total = budget.after(step)
         if step % opts.log_every == 0 or step == total:
+            parts = {k: v.item() for k, v in parts.items()}
             for k, v in (("step", step), ("loss", loss.item()), ("lr", lr), ("time", time.time() - start), *parts.items()):
                 hist[k].append(v)
             print(f"[vae] step {step}/{total} loss {loss.item():.4f} bce {parts['bce']:.4f} kl {parts['kl']:.3f} "
