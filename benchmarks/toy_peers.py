@@ -267,12 +267,15 @@ def mlp_workload(toy: str, model: torch.nn.Module, n: int, steps: int, device: t
                 fn = f"FAILED: {type(exc).__name__}: {str(exc)[:160]}"
             spec.append((f"flowlab fast graph {prec} chunk {chunk}", "fast", fn))
         cfgs = args.triton_ok if variants else args.triton_ok[:1]
-        precs = [("fp16", cfg) for cfg in cfgs] + ([("bf16", cfgs[0])] if variants and cfgs else [])
-        for prec, (block, warps, stages) in precs:
-            name = f"flowlab fast triton {prec} BM{block} w{warps} s{stages}"
-            triton_rows[name] = (block, warps, stages)
-            spec.append((name, "fast", lambda x, p=prec, b=block, w=warps, s=stages: mlp_euler(
-                model, x, ts, conv, precision=p, backend="triton", block=b, num_warps=w, num_stages=s)))
+        precs = [("fp16", "fast", cfg) for cfg in cfgs]
+        if variants and cfgs:  # bf16, and the exact fp32 sigmoid instead of the hardware tanh
+            precs += [("bf16", "fast", cfgs[0]), ("fp16", "exact", cfgs[0])]
+        for prec, silu, (block, warps, stages) in precs:
+            name = f"flowlab fast triton {prec} BM{block} w{warps} s{stages}" + (" exact SiLU" if silu == "exact" else "")
+            if silu == "fast":
+                triton_rows[name] = (block, warps, stages)
+            spec.append((name, "fast", lambda x, p=prec, b=block, w=warps, s=stages, u=silu: mlp_euler(
+                model, x, ts, conv, precision=p, backend="triton", block=b, num_warps=w, num_stages=s, silu=u)))
     else:
         for prec in ("fp32", "fp16"):
             spec.append((f"flowlab fast torch {prec}", "fast",

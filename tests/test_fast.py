@@ -171,6 +171,8 @@ def test_mlp_bad_input():
         mlp_euler(m, x, ts, "reversed", precision="int8")
     with pytest.raises(FlowlabError, match="chunk"):
         mlp_euler(m, x, ts, "reversed", chunk=0)
+    with pytest.raises(FlowlabError, match="silu must be one of fast, exact"):
+        mlp_euler(m, x, ts, "reversed", silu="tanh")
     with pytest.raises(FlowlabError, match="CUDA"):
         mlp_euler(m, x, ts, "reversed", backend="graph")
     with pytest.raises(FlowlabError, match="float32 weights"):

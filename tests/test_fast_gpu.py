@@ -132,6 +132,30 @@ def test_mlp_triton_matches_torch_backend(prec):
 
 
 @needs_triton
+@pytest.mark.parametrize("dim,hidden", [(2, 256), (3, 256), (3, 64), (5, 128)])
+def test_mlp_triton_fast_silu_matches_exact_and_reference(dim, hidden):
+    # the hardware-tanh SiLU against the fp32 sigmoid, both against the fp32 reference sampler
+    torch.manual_seed(dim)
+    m = VelocityMLP(MLPConfig(dim=dim, hidden=hidden, depth=4, time_dim=16), "reversed").to(DEV).eval()
+    with torch.no_grad():  # larger weights than the default init, so the velocity is not tiny
+        for p in m.parameters():
+            p.mul_(3.0)
+    x = _noise(10_007, dim, seed=3)
+    ts = S.uniform(40, "reversed")
+    with torch.no_grad():
+        ref = sample(m, x, ts, "reversed")
+    scale = ref.abs().max().item()
+    for prec in ("fp16", "bf16"):
+        fast = mlp_euler(m, x, ts, "reversed", precision=prec, backend="triton")
+        exact = mlp_euler(m, x, ts, "reversed", precision=prec, backend="triton", silu="exact")
+        tol = (2e-2 if prec == "fp16" else 1e-1) * max(1.0, scale)
+        assert bool(torch.isfinite(fast).all())
+        assert (fast - ref).abs().max().item() < tol, prec
+        assert (exact - ref).abs().max().item() < tol, prec
+        assert (fast - x).abs().max().item() > tol  # the particles moved further than the tolerance
+
+
+@needs_triton
 def test_mlp_triton_no_sync():
     m = _mlp()
     x = _noise(4096, 2)

@@ -25,7 +25,7 @@ with everything that depends only on the schedule (not on ``x``) computed once, 
   (fp32 accumulation) while the state ``x`` and the update stay in fp32. Backends: ``"torch"`` (any
   device), ``"graph"`` (the whole loop captured once as a CUDA graph, particles in chunks) and
   ``"triton"`` (one fused kernel: each block of particles runs every layer of every step on chip, the
-  activations in registers as two halves, the weights streamed from L2).
+  activations in registers as two halves, the weights streamed from L2, SiLU through the hardware tanh).
 
 Measured side by side with the peers by ``benchmarks/toy_peers.py`` (it prints the card).
 
@@ -51,7 +51,7 @@ from ..sampling import Flipped
 from ..schedules import validate
 
 __all__ = ["triton_available", "MixtureTables", "mixture_tables", "gmm_euler", "MLPTables", "mlp_tables",
-           "mlp_euler", "GraphedMLPEuler", "PRECISIONS", "BACKENDS"]
+           "mlp_euler", "GraphedMLPEuler", "PRECISIONS", "BACKENDS", "SILU_CHOICES"]
 
 LOG2E = 1.0 / math.log(2.0)
 
@@ -60,6 +60,9 @@ PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float
 
 #: Backends: ``auto`` picks ``triton`` on CUDA when Triton imports, else ``torch``.
 BACKENDS = ("auto", "torch", "triton", "graph")
+
+#: SiLU forms of the Triton MLP kernel (see :func:`mlp_euler`).
+SILU_CHOICES = ("fast", "exact")
 
 
 def triton_available() -> bool:
@@ -299,7 +302,7 @@ def _mlp_euler_chunks(x: Tensor, out: Tensor, tab: MLPTables, chunk: int) -> Non
 
 def mlp_euler(model: VelocityMLP | Flipped, x: Tensor, schedule: Tensor, convention: Convention | str, *,
               precision: str = "fp16", backend: str = "auto", chunk: int = 65536, block: int = 128,
-              num_warps: int = 8, num_stages: int = 1, check_schedule: bool = True) -> Tensor:
+              num_warps: int = 8, num_stages: int = 1, silu: str = "fast", check_schedule: bool = True) -> Tensor:
     """Euler trajectory of a :class:`~flowlab.models.VelocityMLP`; returns ``x`` at ``schedule[-1]``.
 
     The same result as ``sample(model, x, schedule, convention)`` up to the matmul precision.
@@ -315,11 +318,18 @@ def mlp_euler(model: VelocityMLP | Flipped, x: Tensor, schedule: Tensor, convent
             CUDA graph per call: reuse a :class:`GraphedMLPEuler` to pay that once), ``"triton"``.
         chunk: particles per chunk for ``torch`` / ``graph``.
         block, num_warps, num_stages: Triton launch shape.
+        silu: the Triton kernel's activation. ``"fast"`` (default): ``h/2 (1 + tanh(h/2))`` with the hardware
+            tanh (two fp16 elements an instruction for fp16, fp32 for bf16): one special-function op an element
+            instead of two, the same rounding class as the fp16 activations it feeds (twice as fast on an
+            H200, benchmarks/toy_peers.py). ``"exact"``: ``h * sigmoid(h)`` in fp32. The torch and graph
+            backends always use ``torch.nn.functional.silu``.
         check_schedule: validate the schedule first (one host sync, before any work).
 
     Returns ``(B, dim)`` in ``x``'s dtype and device.
     """
     conv = get_convention(convention)
+    if silu not in SILU_CHOICES:
+        raise FlowlabError(f"mlp_euler: silu must be one of {', '.join(SILU_CHOICES)}, got {silu!r}")
     net, _ = _unwrap_mlp(model, conv)
     _check_x(x, net.config.dim, "mlp_euler")
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0:
@@ -342,7 +352,7 @@ def mlp_euler(model: VelocityMLP | Flipped, x: Tensor, schedule: Tensor, convent
         if backend == "triton":
             from ._triton import mlp_euler_triton
 
-            out = mlp_euler_triton(x32, tab, block=block, num_warps=num_warps, num_stages=num_stages)
+            out = mlp_euler_triton(x32, tab, block=block, num_warps=num_warps, num_stages=num_stages, silu=silu)
         else:
             out = torch.empty_like(x32)
             _mlp_euler_chunks(x32, out, tab, chunk)

@@ -182,77 +182,124 @@ def gmm_euler_triton(x: Tensor, tab64: "MixtureTables", *, block: int = 512,  # 
 
 # ---- MLP velocity --------------------------------------------------------------------------------------
 
-@triton.jit
-def _silu_to(h, cdt: tl.constexpr):
-    return (h * tl.sigmoid(h)).to(cdt)
+#: SiLU forms of the MLP kernel (the ``SILU`` constexpr): ``exact`` is ``h * sigmoid(h)`` in fp32 (two
+#: special-function ops an element: exp2 and a reciprocal); ``tanh32`` is ``h/2 (1 + tanh(h/2))`` with the
+#: hardware ``tanh.approx.f32`` (one op); ``tanh16x2`` is the same in fp16, two elements an op
+#: (``tanh.approx.f16x2``). The special-function unit is the MLP trajectory's bottleneck after the matrix
+#: products: on an H200 the fp16 trajectory of 1e6 particles x 100 steps takes 214 ms with ``exact`` and
+#: 102 ms with ``tanh16x2`` (benchmarks/toy_peers.py prints both).
+SILU_MODES = {"exact": 0, "tanh32": 1, "tanh16x2": 2}
 
 
 @triton.jit
-def _mlp_euler_split_kernel(x_ptr, out_ptr, n, n_steps, w_step,
-                            b1_ptr, w1_ptr, wh_ptr, bh_ptr, wo_ptr, bo_ptr, dt_ptr,
-                            D: tl.constexpr, DO: tl.constexpr, H: tl.constexpr, NH: tl.constexpr,
-                            BM: tl.constexpr):
+def _silu_to(h, SILU: tl.constexpr, cdt: tl.constexpr):
+    """SiLU of an fp32 tile, returned in the matmul dtype ``cdt`` (see :data:`SILU_MODES`)."""
+    if SILU == 0:
+        return (h * tl.sigmoid(h)).to(cdt)
+    elif SILU == 1:
+        half = 0.5 * h
+        th = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [half], dtype=tl.float32,
+                                       is_pure=True, pack=1)
+        return (half + half * th).to(cdt)
+    else:
+        half = (0.5 * h).to(tl.float16)
+        th = tl.inline_asm_elementwise("tanh.approx.f16x2 $0, $1;", "=r,r", [half], dtype=tl.float16,
+                                       is_pure=True, pack=2)
+        return (half + half * th).to(cdt)
+
+
+@triton.jit
+def _first_layer_half(x, co, b1_ptr, w1_ptr, c0: tl.constexpr, D: tl.constexpr, H: tl.constexpr,
+                      Q: tl.constexpr):
+    """Columns ``[c0, c0 + Q)`` of the first layer, fp32: the step's bias row plus ``x[:, d] * w1[d]``."""
+    c = c0 + tl.arange(0, Q)
+    h = tl.zeros([x.shape[0], Q], dtype=tl.float32) + tl.load(b1_ptr + c)[None, :]
+    for d in tl.static_range(D):
+        xd = tl.sum(tl.where(co[None, :] == d, x, 0.0), axis=1)
+        h += xd[:, None] * tl.load(w1_ptr + d * H + c)[None, :]
+    return h
+
+
+@triton.jit
+def _hidden_half(a_lo, a_hi, w_ptr, b_ptr, c0: tl.constexpr, H: tl.constexpr, Q: tl.constexpr):
+    """Columns ``[c0, c0 + Q)`` of a hidden layer: two (BM, Q) x (Q, Q) products, fp32 accumulation, + bias."""
+    r = tl.arange(0, Q)
+    cols = (c0 + r)[None, :]
+    acc = tl.dot(a_lo, tl.load(w_ptr + r[:, None] * H + cols))
+    acc = tl.dot(a_hi, tl.load(w_ptr + (Q + r)[:, None] * H + cols), acc)
+    return acc + tl.load(b_ptr + c0 + r).to(tl.float32)[None, :]
+
+
+@triton.jit
+def _mlp_euler_kernel(x_ptr, out_ptr, n, n_steps, w_step,
+                      b1_ptr, w1_ptr, wh_ptr, bh_ptr, wo_ptr, bo_ptr, dt_ptr,
+                      D: tl.constexpr, DO: tl.constexpr, H: tl.constexpr, NH: tl.constexpr,
+                      BM: tl.constexpr, SILU: tl.constexpr):
     # x: (n, D) fp32; b1: (S, H) fp32 first-layer bias per step; w1: (D, H) fp32; wh: (NH, H, H) [in, out] in
     # the matmul dtype; bh: (NH, H); wo: (H, DO) zero-padded past D; bo: (DO,) fp32 zero-padded; dt: (S,) fp32.
-    # Every activation is kept as two halves (lo, hi) of H / 2 columns: each hidden layer is four
-    # (BM, H/2) x (H/2, H/2) products (fp32 accumulation), the output layer D row reductions in fp32.
-    # w_step is 0: it keeps the weight loads inside the step loop (streamed from L2) instead of hoisted
-    # into registers. x stays in registers for all steps: one read and one write of device memory.
-    H2: tl.constexpr = H // 2
+    # Each activation is two halves of H / 2 columns in registers; a half's columns are finished (products,
+    # bias, SiLU, cast) before the next half starts, so at most one fp32 half is live. The output layer is D
+    # row reductions in fp32 (a (BM, H/2) x (H/2, DO) tl.dot there faults with an illegal address under
+    # Triton 3.6 on Hopper). w_step is 0 at run time: every weight and bias address depends on the step, so
+    # the compiler cannot hoist those loads out of the loop into registers (it did, and spilled); they stream
+    # from L1 / L2 each step. x stays in registers for all steps: one read and one write of device memory.
+    Q: tl.constexpr = H // 2
     pid = tl.program_id(0)
     rows = pid * BM + tl.arange(0, BM)
     co = tl.arange(0, DO)
-    c2 = tl.arange(0, H2)
+    c2 = tl.arange(0, Q)
     mask = (rows[:, None] < n) & (co[None, :] < D)
     offs = rows.to(tl.int64)[:, None] * D + co[None, :]
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)  # (BM, DO), columns >= D stay 0
-    cdt = wh_ptr.dtype.element_ty
+    cdt: tl.constexpr = wh_ptr.dtype.element_ty
     for i in range(n_steps):
-        h_lo = tl.zeros([BM, H2], dtype=tl.float32) + tl.load(b1_ptr + i * H + c2)[None, :]
-        h_hi = tl.zeros([BM, H2], dtype=tl.float32) + tl.load(b1_ptr + i * H + H2 + c2)[None, :]
-        for j in tl.static_range(D):
-            xj = tl.sum(tl.where(co[None, :] == j, x, 0.0), axis=1)[:, None]
-            h_lo += xj * tl.load(w1_ptr + j * H + c2)[None, :]
-            h_hi += xj * tl.load(w1_ptr + j * H + H2 + c2)[None, :]
-        wb = wh_ptr + i * w_step
+        shift = i * w_step
+        w1 = w1_ptr + shift
+        b1 = b1_ptr + i * H
+        a_lo = _silu_to(_first_layer_half(x, co, b1, w1, 0, D, H, Q), SILU, cdt)
+        a_hi = _silu_to(_first_layer_half(x, co, b1, w1, Q, D, H, Q), SILU, cdt)
         for layer in tl.static_range(NH):
-            a_lo = _silu_to(h_lo, cdt)
-            a_hi = _silu_to(h_hi, cdt)
-            wl = wb + layer * H * H
-            lo = tl.dot(a_lo, tl.load(wl + c2[:, None] * H + c2[None, :]))
-            lo = tl.dot(a_hi, tl.load(wl + (H2 + c2)[:, None] * H + c2[None, :]), lo)
-            hi = tl.dot(a_lo, tl.load(wl + c2[:, None] * H + (H2 + c2)[None, :]))
-            hi = tl.dot(a_hi, tl.load(wl + (H2 + c2)[:, None] * H + (H2 + c2)[None, :]), hi)
-            h_lo = lo + tl.load(bh_ptr + layer * H + c2).to(tl.float32)[None, :]
-            h_hi = hi + tl.load(bh_ptr + layer * H + H2 + c2).to(tl.float32)[None, :]
-        s_lo = h_lo * tl.sigmoid(h_lo)
-        s_hi = h_hi * tl.sigmoid(h_hi)
+            wl = wh_ptr + shift + layer * H * H
+            bl = bh_ptr + shift + layer * H
+            n_lo = _silu_to(_hidden_half(a_lo, a_hi, wl, bl, 0, H, Q), SILU, cdt)
+            n_hi = _silu_to(_hidden_half(a_lo, a_hi, wl, bl, Q, H, Q), SILU, cdt)
+            a_lo, a_hi = n_lo, n_hi
+        f_lo = a_lo.to(tl.float32)
+        f_hi = a_hi.to(tl.float32)
+        wo = wo_ptr + shift
         v = tl.zeros([BM, DO], dtype=tl.float32)
         for j in tl.static_range(D):
-            wo_lo = tl.load(wo_ptr + i * w_step + c2 * DO + j).to(tl.float32)
-            wo_hi = tl.load(wo_ptr + i * w_step + (H2 + c2) * DO + j).to(tl.float32)
-            vj = tl.sum(s_lo * wo_lo[None, :], axis=1) + tl.sum(s_hi * wo_hi[None, :], axis=1)
+            wo_lo = tl.load(wo + c2 * DO + j).to(tl.float32)
+            wo_hi = tl.load(wo + (Q + c2) * DO + j).to(tl.float32)
+            vj = tl.sum(f_lo * wo_lo[None, :], axis=1) + tl.sum(f_hi * wo_hi[None, :], axis=1)
             v += tl.where(co[None, :] == j, vj[:, None], 0.0)
-        v += tl.load(bo_ptr + co)[None, :]
-        x = x + tl.load(dt_ptr + i) * v
+        x = x + tl.load(dt_ptr + i) * (v + tl.load(bo_ptr + shift + co)[None, :])
     tl.store(out_ptr + offs, x, mask=mask)
 
 
-def mlp_euler_triton(x32: Tensor, tab: "MLPTables", *, block: int = 128, num_warps: int = 8,  # noqa: F821
-                     num_stages: int = 1) -> Tensor:
-    """Launch :func:`_mlp_euler_split_kernel` on ``x32: (B, D)`` fp32 (CUDA); returns fp32 ``(B, D)``.
+def silu_mode(silu: str, dtype: torch.dtype) -> int:
+    """The kernel's ``SILU`` constexpr for ``silu`` ("fast" or "exact", checked by the caller) and the dtype.
 
-    (A kernel with whole (H, H) products, the activations as one (BM, H) register operand, hit an
-    illegal-address fault on an H100 with Triton 3.6 at every launch shape tried; the split form runs.)
+    "fast" is ``tanh16x2`` for fp16 and ``tanh32`` for bf16 (bf16 activations can exceed fp16's range);
+    ``exact`` everywhere the inline PTX cannot run (ROCm).
     """
+    if silu == "exact" or torch.version.hip is not None:
+        return SILU_MODES["exact"]
+    return SILU_MODES["tanh16x2"] if dtype == torch.float16 else SILU_MODES["tanh32"]
+
+
+def mlp_euler_triton(x32: Tensor, tab: "MLPTables", *, block: int = 128, num_warps: int = 8,  # noqa: F821
+                     num_stages: int = 1, silu: str = "fast") -> Tensor:
+    """Launch :func:`_mlp_euler_kernel` on ``x32: (B, D)`` fp32 (CUDA); returns fp32 ``(B, D)``."""
     n, dim = x32.shape
     nh, hdim = tab.wh.shape[0], tab.bias1.shape[1]
     if hdim < 32 or hdim > 512 or hdim & (hdim - 1) or nh < 1 or dim > 16:
         raise FlowlabError(f"mlp_euler: the Triton kernel needs a hidden width that is a power of two in [32, 512], "
                            f"depth >= 2 and dim <= 16; got width {hdim}, {nh} hidden products, dim {dim}; "
                            "use backend='graph' or 'torch'")
-    if block < 16 or block & (block - 1):
-        raise FlowlabError(f"mlp_euler: block must be a power of two >= 16, got {block}")
+    if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block & (block - 1):
+        raise FlowlabError(f"mlp_euler: block must be a power of two >= 16, got {block!r}")
+    mode = silu_mode(silu, tab.wh.dtype)
     do = max(16, _pow2(dim))
     wo = torch.zeros(hdim, do, dtype=tab.wo.dtype, device=x32.device)
     wo[:, :dim] = tab.wo
@@ -261,7 +308,7 @@ def mlp_euler_triton(x32: Tensor, tab: "MLPTables", *, block: int = 128, num_war
     xc = x32.contiguous()
     out = torch.empty_like(xc)
     with _on(x32):
-        _mlp_euler_split_kernel[(triton.cdiv(n, block),)](
+        _mlp_euler_kernel[(triton.cdiv(n, block),)](
             xc, out, n, tab.dt.shape[0], 0, tab.bias1, tab.w1x, tab.wh, tab.bh, wo, bo, tab.dt,
-            D=dim, DO=do, H=hdim, NH=nh, BM=block, num_warps=num_warps, num_stages=num_stages)
+            D=dim, DO=do, H=hdim, NH=nh, BM=block, SILU=mode, num_warps=num_warps, num_stages=num_stages)
     return out
