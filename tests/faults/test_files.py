@@ -79,8 +79,12 @@ def test_cli_out_symlink_is_written_through_and_mode_follows_umask(tmp_path: Pat
 
 
 SLOW_WRITER = """
-import sys, time
+import signal, sys, time
 from flowlab.io import write_atomic
+
+# Ctrl-C's behaviour whatever the parent did: a non-interactive shell starts background jobs with SIGINT ignored,
+# and the child inherits that (this test then waited 60 s for a process that never saw the signal)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def slow(fh):
     fh.write(b"partial")
