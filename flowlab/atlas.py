@@ -269,7 +269,7 @@ CARDS: tuple[Card, ...] = (
                "set_alpha_to_one=False ends at abar_0 < 1: the last step does not reach the data")),
     Card(
         key="hunyuan3d2", system="Hunyuan3D-2 shapegen FlowMatchEulerDiscreteScheduler (hy3dgen 2.0.2)",
-        pip="hy3dgen==2.0.2 (fixtures only: tests/data/schedulers)", convention="reversed",
+        pip="hy3dgen==2.0.2 (fixtures only: flowlab/data/schedulers)", convention="reversed",
         time="t runs 0 -> 1 (pipeline: sigmas = linspace(0, 1, N); scheduler appends 1.0)",
         interpolant="x = t D + (1 - t) E", network_output="v = D - E",
         data_prediction="x + (1 - t) v (pred_x1); Hunyuan3D-2 #124 mistakes x - t v for it",
@@ -659,17 +659,16 @@ def paths_table() -> str:
 
 # ---- fixtures ----------------------------------------------------------------------------------------
 
-FIXTURE_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "schedulers"
-
-
 def load_scheduler_fixture(name: str) -> dict:
-    """Load ``tests/data/schedulers/<name>.json`` (written by tools/make_scheduler_fixtures.py)."""
+    """Load ``flowlab/data/schedulers/<name>.json`` (package data, written by tools/make_scheduler_fixtures.py)."""
     import json
 
-    path = FIXTURE_DIR / f"{name}.json"
+    from .resources import data_dir
+
+    path = data_dir("schedulers") / f"{name}.json"
     if not path.is_file():
-        raise FlowlabError(f"scheduler fixture {path} is missing; regenerate it with "
-                           "`/work/venvs/hy3dgen/bin/python tools/make_scheduler_fixtures.py --update` "
-                           "(needs hy3dgen) or check out tests/data/schedulers/")
+        raise FlowlabError(f"scheduler fixture {path} is missing: reinstall flowlab (pip install --force-reinstall "
+                           "flowlab); a developer regenerates it with `python tools/make_scheduler_fixtures.py "
+                           "--update` in a virtual environment that has hy3dgen installed")
     with path.open(encoding="utf-8") as fh:
         return json.load(fh)

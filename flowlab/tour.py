@@ -68,18 +68,20 @@ class _StopTour(Exception):
 def find_notebooks(folder: str | Path | None) -> list[Path]:
     """The tutorial notebooks ``NN_*.ipynb`` in reading order.
 
-    ``folder`` defaults to ``./notebooks``, else the ``notebooks`` folder beside the installed
-    package (a source checkout).
+    ``folder`` defaults to ``./notebooks``, else the tutorial that ships with flowlab
+    (:func:`flowlab.resources.notebooks_dir`: the wheel's copy, or a checkout's ``notebooks/``).
     """
-    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", Path(__file__).resolve().parent.parent / "notebooks"]
+    from .resources import tutorial_candidates
+
+    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", *tutorial_candidates()]
     for cand in candidates:
         if cand.is_dir():
             found = sorted(p for p in cand.glob("[0-9][0-9]_*.ipynb"))
             if found:
                 return found
     tried = ", ".join(str(c) for c in candidates)
-    raise FlowlabError(f"no tutorial notebooks (NN_*.ipynb) found in {tried}; "
-                       "run from the flowlab checkout or pass --notebooks DIR")
+    raise FlowlabError(f"no tutorial notebooks (NN_*.ipynb) found in {tried}; pass --notebooks DIR, "
+                       "or reinstall flowlab (pip install --force-reinstall flowlab) to get its tutorial back")
 
 
 def check_timeout(timeout: float) -> float:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build (or check) the Hunyuan3D-2 reference fixtures under tests/data/hy3dgen/.
+"""Build (or check) the Hunyuan3D-2 reference fixtures under flowlab/data/hy3dgen/ (package data).
 
 Run it in an environment with the reference installed (NOT flowlab's; hy3dgen is under a
 non-commercial licence and is never a flowlab dependency)::
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "hy3dgen"
+OUT = Path(__file__).resolve().parents[1] / "flowlab" / "data" / "hy3dgen"  # package data: resources.data_dir("hy3dgen")
 
 # ---- small configurations ----------------------------------------------------------------------------
 DIT_SMALL = dict(in_channels=8, context_in_dim=16, hidden_size=32, mlp_ratio=4.0, num_heads=4, depth=2,
