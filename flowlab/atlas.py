@@ -69,10 +69,17 @@ def _pip_hint(module: str) -> str:
 
 
 def require(module: str) -> types.ModuleType:
-    """Import ``module`` (e.g. ``"diffusers"``) or raise :class:`FlowlabError` with the pip line to fix it."""
+    """Import ``module`` (e.g. ``"diffusers"``) or raise :class:`flowlab._optional.MissingDependency` (a
+    :class:`FlowlabError`) naming the extra to install and the exact version the cards were verified with."""
+    from ._optional import MissingDependency, missing_message
+
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module
+        raise MissingDependency(f"{missing_message(missing, 'this convention card', str(exc))} (the cards were "
+                                f"verified with `{_pip_hint(missing)}`)", name=missing) from None
+    except ImportError as exc:  # installed but broken (a wrong version, a missing compiled part)
         raise FlowlabError(f"this card needs {module!r}, which is not importable ({exc}); "
                            f"install it with `{_pip_hint(module)}`") from None
 
@@ -463,9 +470,9 @@ def _verify_flow_matching() -> list[Measurement]:
     from .schedules import uniform
 
     require("flow_matching")
-    from flow_matching.path import AffineProbPath
-    from flow_matching.path.scheduler import CondOTScheduler
-    from flow_matching.solver import ODESolver
+    AffineProbPath = require("flow_matching.path").AffineProbPath
+    CondOTScheduler = require("flow_matching.path.scheduler").CondOTScheduler
+    ODESolver = require("flow_matching.solver").ODESolver
 
     dt64 = torch.float64
     path = AffineProbPath(scheduler=CondOTScheduler())
@@ -502,7 +509,7 @@ def _verify_flow_matching() -> list[Measurement]:
 
 def _verify_torchcfm() -> list[Measurement]:
     require("torchcfm")
-    from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
+    ConditionalFlowMatcher = require("torchcfm.conditional_flow_matching").ConditionalFlowMatcher
 
     dt64 = torch.float64
     x0, x1 = _noise((16, 3), 8, dt64), _noise((16, 3), 9, dt64)

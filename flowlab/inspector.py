@@ -564,6 +564,12 @@ def resolve_scheduler(name: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        from ._optional import OPTIONAL, MissingDependency, missing_message
+
+        missing = (getattr(exc, "name", None) or "").split(".")[0]
+        if isinstance(exc, ModuleNotFoundError) and missing in OPTIONAL:
+            # a known library (diffusers ...) or one it needs is not installed: say what to install, no "did you mean"
+            raise MissingDependency(missing_message(missing, f"inspecting {name}", str(exc)), name=missing) from None
         raise FlowlabError(f"cannot import module {module_name!r} ({exc}).{_suggest(name, _KNOWN_DOTTED)}") from None
     obj = getattr(module, attr, None)
     if obj is None:
