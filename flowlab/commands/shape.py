@@ -167,11 +167,15 @@ def run(args: argparse.Namespace) -> int:
                                   callback=lambda info: bar.update(1))
     bar.close()
     n = args.octree + 1
-    # hierarchical decoding evaluates an unknown subset of the (R + 1)^3 points: no total then
-    bar = tqdm(total=None if decode == "hierarchical" else n ** 3, desc="decoding", unit="pt", unit_scale=True,
-               file=sys.stderr, disable=quiet)
+    # The total is the dense grid's (R + 1)^3 points; hierarchical decoding evaluates only the points near the
+    # surface (a fraction of them), so its bar stops short of the total and is completed when the volume is done.
+    bar = tqdm(total=n ** 3, desc="decoding" if decode == "dense" else "decoding (of the dense grid)", unit="pt",
+               unit_scale=True, file=sys.stderr, disable=quiet)
     logits = pipe.decode_volume(latents, octree=args.octree, chunk_size=args.chunk_size,
                                 decode=decode, kv_topk=args.kv_topk, progress=bar.update)
+    if not quiet:
+        bar.total = bar.n  # what hierarchical decoding actually evaluated: the bar ends at 100 %
+        bar.refresh()
     bar.close()
     mesh = pipe.mesh(logits, method=args.isosurface)
     export_mesh(mesh, out)
