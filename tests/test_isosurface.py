@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flowlab.errors import FlowlabError
-from flowlab.shape import _mc_table
+from flowlab.shape.decode import _mc_table
 from flowlab.shape.decode.isosurface import chamfer_distance, marching_cubes_torch, mesh_agreement
 from flowlab.shape.decode.mesh import Mesh, marching_cubes
 

@@ -14,12 +14,12 @@ pytest.importorskip("skimage")
 pytest.importorskip("trimesh")
 
 from flowlab.errors import FlowlabError  # noqa: E402
-from flowlab.shape import checkpoint as ck  # noqa: E402
+from flowlab.shape.load import checkpoint as ck  # noqa: E402
 from flowlab.shape.models.conditioner import load_image  # noqa: E402
 from flowlab.shape.models.dit import ShapeDiT  # noqa: E402
 from flowlab.shape.load.embedding import load_embedding, save_embedding  # noqa: E402
 from flowlab.shape.decode.mesh import export_mesh, marching_cubes  # noqa: E402
-from flowlab.shape.pipeline import load_pipeline  # noqa: E402
+from flowlab.shape.load.folder import load_pipeline  # noqa: E402
 from flowlab.shape.verify.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
 from flowlab.shape.models.vae import ShapeVAE  # noqa: E402
 

@@ -15,7 +15,7 @@ pytest.importorskip("trimesh")
 
 from flowlab.cli import main  # noqa: E402
 from flowlab.errors import FlowlabError  # noqa: E402
-from flowlab.shape import mini  # noqa: E402
+from flowlab.shape.load import mini  # noqa: E402
 from flowlab.shape.load.checkpoint import read_state_dict  # noqa: E402
 from flowlab.shape.data.primitives import occupancy_grid, random_shapes, surface_points, volume_iou  # noqa: E402
 from flowlab.shape.data.render import render, to_model_input  # noqa: E402

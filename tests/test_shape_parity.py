@@ -21,8 +21,8 @@ from safetensors.torch import load_file  # noqa: E402
 from flowlab.shape.models.dit import ShapeDiT  # noqa: E402
 from flowlab.shape.decode.isosurface import max_nearest_distance  # noqa: E402
 from flowlab.shape.decode.mesh import marching_cubes  # noqa: E402
-from flowlab.shape.pipeline import ShapePipeline, shape_schedule, # noqa: E402                                     vae_config_from_params
-from flowlab.shape.load.config import dit_config_from_params
+from flowlab.shape.pipeline import ShapePipeline, shape_schedule  # noqa: E402
+from flowlab.shape.load.config import dit_config_from_params, vae_config_from_params  # noqa: E402
 from flowlab.shape.models.vae import ShapeVAE  # noqa: E402
 from flowlab.shape.decode.volume import decode_dense, decode_hierarchical  # noqa: E402
 
