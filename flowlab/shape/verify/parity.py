@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import resources
-from .dit import ShapeDiT
-from .isosurface import max_nearest_distance
-from .mesh import marching_cubes
-from .pipeline import ShapePipeline, dit_config_from_params, vae_config_from_params
-from .vae import ShapeVAE
-from .volume import decode_dense
+from ... import resources
+from ..models.dit import ShapeDiT
+from ..decode.isosurface import max_nearest_distance
+from ..decode.mesh import marching_cubes
+from ..pipeline import ShapePipeline
+from ..load.config import dit_config_from_params, vae_config_from_params
+from ..models.vae import ShapeVAE
+from ..decode.volume import decode_dense
 
 __all__ = ["FIXTURES", "FP16_TOL", "ParityRow", "parity_report", "rel_err"]
 

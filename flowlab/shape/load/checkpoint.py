@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._optional import MissingDependency, missing_message, require
-from ..errors import FlowlabError
+from ..._optional import MissingDependency, missing_message, require
+from ...errors import FlowlabError
 
 __all__ = [
     "MODELS_ENV", "DEFAULT_SUBFOLDER", "KNOWN_TARGETS", "ModelFolder", "find_model_folder", "read_config",
