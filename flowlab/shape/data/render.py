@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._optional import require
+from ..._optional import require
 from .primitives import ShapeBatch
 
 __all__ = ["render", "to_model_input", "to_pil", "CAMERA_DISTANCE", "PLANE_HALF", "LIGHT"]
