@@ -325,3 +325,44 @@ def test_every_module_imports() -> None:
         except Exception as exc:  # noqa: BLE001 - collected and reported together
             failed[info.name] = f"{type(exc).__name__}: {exc}"
     assert not failed, failed
+
+
+# ---- the public CI workflow ---------------------------------------------------------------------------------
+
+def _run_sh_torch() -> str:
+    text = (ROOT / "scripts" / "run.sh").read_text()
+    found = set(re.findall(r"FLOWLAB_TORCH:-(torch==[0-9][0-9.]*)", text))
+    assert len(found) == 1, f"scripts/run.sh should have one torch default, found {found}"
+    return found.pop()
+
+
+def test_ci_matrix_and_torch_default() -> None:
+    yaml = pytest.importorskip("yaml")
+    text = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    job = yaml.safe_load(text)["jobs"]["test"]
+    assert job["strategy"]["matrix"]["python-version"] == ["3.10", "3.11", "3.12", "3.13"]
+    assert "${{ matrix.python-version }}" in text
+    # the torch requirement is read from scripts/run.sh, never written here a second time
+    assert not re.search(r"torch==[0-9]", text), "ci.yml pins its own torch; read scripts/run.sh's default instead"
+    step = next(s for s in job["steps"] if "FLOWLAB_TORCH" in s.get("run", ""))
+    script = step["run"].split("\n")[0]
+    expr = re.search(r"sed -n '([^']*)'", script).group(1)
+    proc = subprocess.run(["sed", "-n", expr, str(ROOT / "scripts" / "run.sh")], capture_output=True, text=True)
+    assert proc.stdout.splitlines()[0] == _run_sh_torch()
+    project = __import__("tomllib" if sys.version_info >= (3, 11) else "tomli").loads(
+        (ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.10"
+
+
+def test_license_matches_the_metadata() -> None:
+    project = __import__("tomllib" if sys.version_info >= (3, 11) else "tomli").loads(
+        (ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"
+    assert project["project"]["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in text
+    requires = project["build-system"]["requires"]
+    assert any(re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77 for r in requires), \
+        "SPDX license expressions need setuptools >= 77"
+    assert not [c for c in project["project"].get("classifiers", []) if c.startswith("License ::")], \
+        "with an SPDX license expression, License classifiers are an error"
