@@ -297,15 +297,21 @@ def test_installed_wheel_works_outside_the_checkout(dist: Path, tmp_path: Path) 
                 "--out", "box.obj", "--quiet", "--device", "cpu"], cwd=work, env=env)
     assert (work / "box.obj").stat().st_size > 1000 and "vertices" in out
 
-    # the tour of the wheel's notebook 04: its parity section reads the hy3dgen fixtures from package data
+    # the hy3dgen parity fixtures (notebook 04's section) from package data
+    out = _run([str(py), "-c", "from flowlab.shape.verify.parity import parity_report\n"
+                "rows = parity_report()\nassert rows and all(r.passed for r in rows), rows\nprint(len(rows), 'rows')"],
+               cwd=work, env=env)
+    assert out.split()[0].isdigit() and int(out.split()[0]) >= 10, out
+
+    # the tour of the wheel's notebook 05: the scheduler fixtures and "every card's checks pass"
     one = work / "one"
     one.mkdir()
-    nb04 = next(p for p in (work / "nb").glob("04_*.ipynb"))
-    (one / nb04.name).write_bytes(nb04.read_bytes())
+    nb05 = next(p for p in (work / "nb").glob("05_*.ipynb"))
+    (one / nb05.name).write_bytes(nb05.read_bytes())
     table = _run([flowlab, "tour", "--notebooks", "one", "--out", "build", "--quiet", "--device", "cpu"],
                  cwd=work, env=env, timeout=900)
     assert "FAIL" not in table and "PASS" in table, table
-    assert "hy3dgen 2.0.2 on all" in table, table
+    assert "05_convention_atlas" in table and "hunyuan" in table.lower(), table
 
 
 def test_every_module_imports() -> None:
