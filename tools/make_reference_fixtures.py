@@ -4,10 +4,10 @@
 Run it in an environment with the reference installed (NOT flowlab's; hy3dgen is under a
 non-commercial licence and is never a flowlab dependency)::
 
-    python3 -m venv /work/venvs/hy3dgen
-    /work/venvs/hy3dgen/bin/pip install torch==2.14.1 torchvision==0.29.1 hy3dgen==2.0.2
-    /work/venvs/hy3dgen/bin/python tools/make_reference_fixtures.py            # compare, report
-    /work/venvs/hy3dgen/bin/python tools/make_reference_fixtures.py --update   # overwrite
+    python3 -m venv /tmp/hy3dgen
+    /tmp/hy3dgen/bin/pip install torch==2.14.1 torchvision==0.29.1 hy3dgen==2.0.2
+    /tmp/hy3dgen/bin/python tools/make_reference_fixtures.py            # compare, report
+    /tmp/hy3dgen/bin/python tools/make_reference_fixtures.py --update   # overwrite
 
 What it makes, all with seeded SMALL random configurations of the reference classes, on CPU:
 
