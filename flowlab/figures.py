@@ -547,7 +547,7 @@ def _convention(name: str) -> Convention:
 
 
 def _index_at_level(tr: object, conv: Convention, u: float) -> int:
-    t = float(conv.t_noise) + (float(conv.t_data) - float(conv.t_noise)) * (1 - u)
+    t = conv.noise_time + (conv.data_time - conv.noise_time) * (1 - u)
     ts = tr.ts[:-1].to(torch.float64)  # predictions exist for every state but the last
     return int((ts - t).abs().argmin())
 

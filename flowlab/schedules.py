@@ -60,7 +60,7 @@ def _check_count(n: int, what: str) -> int:
 def _finish(u: Tensor, conv: Convention, dtype: torch.dtype, device: torch.device | str | None,
             *, allow_noop: bool = False) -> Tensor:
     """Turn float64 noise levels ``u`` (1 = noise, 0 = data) into validated times of ``conv``."""
-    t_noise, t_data = float(conv.t_noise), float(conv.t_data)
+    t_noise, t_data = conv.noise_time, conv.data_time
     ts = t_data + u * (t_noise - t_data)
     ts[0], ts[-1] = t_noise, t_data  # endpoints exact, whatever the round-off above
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -193,7 +193,7 @@ def to_reversed(schedule: Tensor) -> Tensor:
 def noise_level(schedule: Tensor, convention: Convention | str) -> Tensor:
     """``u = (t - t_data) / (t_noise - t_data)`` in [0, 1], 1 = noise: convention-free step positions."""
     conv = get_convention(convention)
-    t_noise, t_data = float(conv.t_noise), float(conv.t_data)
+    t_noise, t_data = conv.noise_time, conv.data_time
     return (schedule - t_data) / (t_noise - t_data)
 
 
@@ -228,7 +228,7 @@ def validate(schedule: Tensor, convention: Convention | str, *, allow_noop: bool
     vals = schedule.detach().to("cpu", torch.float64).tolist()
     if not all(math.isfinite(v) for v in vals):
         raise FlowlabError(f"schedule contains NaN or inf: {_short(vals)}")
-    t_noise, t_data = float(conv.t_noise), float(conv.t_data)
+    t_noise, t_data = conv.noise_time, conv.data_time
     name, sym = conv.name, conv.symbol
     if vals[0] == t_data and vals[-1] == t_noise:
         raise FlowlabError(

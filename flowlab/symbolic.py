@@ -19,7 +19,8 @@ function from :mod:`flowlab.functional` or a :class:`Convention` method that the
 :func:`compare` lambdifies the derived side to torch and measures the max abs difference on random
 tensors (``x: (B, N)``, per-sample times ``t: (B,)``).
 
-Simplification is targeted: :func:`reduce` expands, cancels rational functions and only calls
+Simplification is targeted: :func:`reduce` (defined beside the conventions, which use it when they
+are built) expands, cancels rational functions and only calls
 ``trigsimp`` when trigonometric functions remain; no bare ``simplify()``.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch
 from torch import Tensor
 
 from . import functional as F
-from .conventions import CONVENTIONAL, REVERSED, VP_COSINE, Convention, T, get_convention
+from .conventions import CONVENTIONAL, REVERSED, VP_COSINE, Convention, T, get_convention, reduce, vanishes
 from .errors import FlowlabError
 
 __all__ = [
@@ -91,22 +92,6 @@ PARAMETRISATIONS: dict[str, sp.Symbol] = {"velocity": V, "data": DHAT, "noise": 
 
 
 # ---- targeted simplification -------------------------------------------------------------------
-
-def reduce(expr: sp.Expr) -> sp.Expr:
-    """Targeted simplification: expand, put over one denominator and cancel; ``trigsimp`` (on the
-    single fraction) only if sines or cosines remain, then cancel once more. Enough to bring every
-    identity here to 0."""
-    out = sp.together(sp.expand(expr))
-    if out.has(sp.sin, sp.cos, sp.tan):
-        out = sp.together(sp.expand(out.replace(sp.tan, lambda arg: sp.sin(arg) / sp.cos(arg))))
-        out = sp.trigsimp(out)
-    return sp.cancel(out)
-
-
-def vanishes(expr: sp.Expr) -> bool:
-    """True when ``expr`` reduces to exactly 0 (an exact symbolic check, no floats)."""
-    return reduce(expr) == 0
-
 
 def _collect(expr: sp.Expr, gens: Sequence[sp.Symbol] = (D, E)) -> sp.Expr:
     """Write a linear combination of ``gens`` with each coefficient reduced (for display)."""
@@ -657,7 +642,7 @@ def _generic_hand() -> dict[tuple[str, str], Callable[..., Tensor]]:
 
 def _time_domain(conv: Convention) -> Domain:
     """Per-sample times strictly inside the convention's interval (10% margin at each end)."""
-    lo, hi = sorted([float(conv.t_noise), float(conv.t_data)])
+    lo, hi = sorted([conv.noise_time, conv.data_time])
     margin = 0.1 * (hi - lo)
     return Domain("per_sample", lo + margin, hi - margin)
 
