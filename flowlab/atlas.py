@@ -34,11 +34,12 @@ from torch import Tensor, nn
 from . import functional as F
 from .conventions import CONVENTIONAL, REVERSED, Convention
 from .errors import FlowlabError
+from .schedules import shift_noise_level
 
 __all__ = [
     "PINS", "NO_DEPS", "require", "load_k_diffusion_sampling", "ProbeNet", "probe_network",
-    "Card", "CARDS", "card", "Measurement", "verify", "verify_all", "atlas_table", "paths_table", "load_scheduler_fixture",
-    "diffusers_pred_x0", "diffusers_terminal_sigma", "sd3_shift",
+    "Card", "CARDS", "card", "Measurement", "verify", "atlas_table", "paths_table", "load_scheduler_fixture",
+    "diffusers_pred_x0", "diffusers_terminal_sigma",
     "ddim_flow_time", "ddim_to_flow", "ddim_flow_velocity",
 ]
 
@@ -295,11 +296,6 @@ def card(key: str) -> Card:
 
 # ---- helpers the cards use (and answer issues with) -------------------------------------------------
 
-def sd3_shift(sigma: Tensor | float, shift: float) -> Tensor | float:
-    """SD3 / Flux time shift on a conventional ``sigma`` in [0, 1]: ``s sigma / (1 + (s - 1) sigma)``."""
-    return shift * sigma / (1 + (shift - 1) * sigma)
-
-
 def diffusers_terminal_sigma(shift: float, n_steps: int = 10) -> tuple[float, float]:
     """diffusers #13243 measured: ``(last nonzero sigma of set_timesteps(n_steps), single-shift value)``.
 
@@ -311,7 +307,7 @@ def diffusers_terminal_sigma(shift: float, n_steps: int = 10) -> tuple[float, fl
     sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
     sched.set_timesteps(n_steps)
     last = float(sched.sigmas[-2])
-    single = float(sd3_shift(1.0 / sched.config.num_train_timesteps, shift))
+    single = float(shift_noise_level(1.0 / sched.config.num_train_timesteps, shift))
     return last, single
 
 
@@ -425,10 +421,10 @@ def _verify_diffusers_euler() -> list[Measurement]:
     dyn.set_timesteps(12, mu=mu)
     base = torch.linspace(1.0, 1.0 / dyn.config.num_train_timesteps, 12, dtype=torch.float64)
     out.append(Measurement("diffusers-euler", "dynamic shifting with mu == SD3 shift with s = exp(mu)",
-                           _maxdiff(dyn.sigmas[:-1], sd3_shift(base, math.exp(mu))), 1e-6))
+                           _maxdiff(dyn.sigmas[:-1], shift_noise_level(base, math.exp(mu))), 1e-6))
     last, single = diffusers_terminal_sigma(3.0)
     out.append(Measurement("diffusers-euler", f"#13243 shift 3: last nonzero sigma {last:.5f} = shift applied twice "
-                           f"(once: {single:.5f})", abs(last - sd3_shift(single, 3.0)), 1e-6))
+                           f"(once: {single:.5f})", abs(last - shift_noise_level(single, 3.0)), 1e-6))
     sched = Euler(shift=3.0)
     sched.set_timesteps(12)
     x, worst = x0.clone(), 0.0
@@ -617,14 +613,6 @@ def verify(key: str) -> list[Measurement]:
     card(key)
     with torch.no_grad():
         return _VERIFIERS[key]()
-
-
-def verify_all() -> list[Measurement]:
-    """Every card's measurements, in :data:`CARDS` order."""
-    rows = []
-    for c in CARDS:
-        rows.extend(verify(c.key))
-    return rows
 
 
 def atlas_table(measurements: list[Measurement]) -> str:

@@ -90,10 +90,11 @@ def uniform(n_steps: int, convention: Convention | str, *, dtype: torch.dtype = 
     return _finish(u, conv, dtype, device)
 
 
-def shift_noise_level(u: Tensor, shift: float) -> Tensor:
+def shift_noise_level(u: Tensor | float, shift: float) -> Tensor | float:
     """SD3 time shift on the noise level: ``u' = s u / (1 + (s - 1) u)``, ``u in [0, 1]`` (1 = noise).
 
-    Fixes 0 and 1; ``s > 1`` raises every interior noise level (steps move toward NOISE),
+    The one place flowlab writes this formula (the schedules, the atlas, the inspector's fit and the shape
+    pipeline call it). Its inverse is the shift by ``1 / s``. Fixes 0 and 1; ``s > 1`` raises every interior noise level (steps move toward NOISE),
     ``s < 1`` lowers them, ``s = 1`` is the identity.
     """
     return shift * u / (1 + (shift - 1) * u)

@@ -30,7 +30,7 @@ from .. import functional as Fn
 from ..conventions import CONVENTIONAL, REVERSED, get_convention
 from ..errors import FlowlabError
 from ..sampling import StepInfo, flip, sample
-from ..schedules import hunyuan_compat, hunyuan_corrected, hunyuan_turbo, to_conventional
+from ..schedules import hunyuan_compat, hunyuan_corrected, hunyuan_turbo, shift_noise_level, to_conventional
 from .load.checkpoint import (ModelFolder, find_model_folder, load_strict, read_state_dict, split_prefixed,
                          target_kind)
 from .models.dit import DiTConfig, ShapeDiT
@@ -122,7 +122,7 @@ def shape_schedule(steps: int, scheduler: str = "flow", *, pcm_timesteps: int = 
         ts = hunyuan_compat(steps) if wasted_last_step else hunyuan_corrected(steps)
         if shift != 1.0:
             t64 = torch.from_numpy(np.linspace(0.0, 1.0, steps if wasted_last_step else steps + 1))
-            t64 = shift * t64 / (1 + (shift - 1) * t64)
+            t64 = shift_noise_level(t64, shift)
             ts = torch.cat([t64.float(), torch.ones(1)]) if wasted_last_step else t64.float()
         return ts
     if scheduler == "consistency":
