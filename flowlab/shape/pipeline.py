@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,15 +30,13 @@ from ..conventions import CONVENTIONAL, REVERSED, get_convention
 from ..errors import FlowlabError
 from ..sampling import StepInfo, flip, sample
 from ..schedules import hunyuan_compat, hunyuan_corrected, hunyuan_turbo, shift_noise_level, to_conventional
-from .load.checkpoint import (ModelFolder, find_model_folder, load_strict, read_state_dict, split_prefixed,
-                         target_kind)
-from .models.dit import DiTConfig, ShapeDiT
 from .decode.mesh import Mesh, marching_cubes
-from .models.vae import ShapeVAE, VAEConfig
 from .decode.volume import decode_dense, decode_hierarchical
+from .load.checkpoint import ModelFolder
+from .models.dit import ShapeDiT
+from .models.vae import ShapeVAE
 
-__all__ = ["DiTVelocity", "ShapePipeline", "shape_schedule", "initial_latents", "load_pipeline",
-           "dit_config_from_params", "vae_config_from_params", "reference_time"]
+__all__ = ["DiTVelocity", "ShapePipeline", "shape_schedule", "initial_latents", "reference_time"]
 
 
 def reference_time(t: Tensor, dtype: torch.dtype, num_train_timesteps: int = 1000) -> Tensor:
@@ -168,7 +165,9 @@ class ShapePipeline:
         if self.conditioner is None:
             if self.folder is None:
                 raise FlowlabError("no image conditioner: this pipeline was built without one; pass an embedding")
-            self.conditioner = _load_conditioner(self.folder)
+            from .load.folder import load_conditioner
+
+            self.conditioner = load_conditioner(self.folder)
             self.conditioner.to(device=self.device, dtype=self.dtype).eval()
         return self.conditioner
 

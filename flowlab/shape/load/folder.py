@@ -11,10 +11,10 @@ from ...errors import FlowlabError
 from ..models.dit import ShapeDiT
 from ..models.vae import ShapeVAE
 from ..pipeline import ShapePipeline
-from .checkpoint import ModelFolder, find_model_folder, load_strict, read_state_dict, split_prefixed
+from .checkpoint import ModelFolder, find_model_folder, load_strict, read_state_dict, split_prefixed, target_kind
 from .config import check_config_values, dit_config_from_params, vae_config_from_params
 
-__all__ = ["load_pipeline"]
+__all__ = ["load_pipeline", "load_conditioner"]
 
 
 def _init_buffers(module: nn.Module) -> None:
@@ -48,7 +48,7 @@ def _build_vae(params: dict, state: dict, source: Path, what: str = "VAE ('vae.'
     return vae
 
 
-def _load_conditioner(folder: ModelFolder) -> nn.Module:
+def load_conditioner(folder: ModelFolder) -> nn.Module:
     from ..models.conditioner import ImageConditioner
 
     section = folder.config.get("conditioner")
