@@ -24,7 +24,7 @@ from torch import Tensor
 
 from . import functional as F
 from .conventions import Convention, get_convention
-from .errors import FlowlabError
+from .errors import FlowlabError, NonFiniteError
 from .schedules import validate
 
 __all__ = ["METHODS", "STEPS", "StepInfo", "sample", "euler_step", "heun_step", "midpoint_step", "flip", "Flipped", "guided", "Guided", "Trajectory", "trajectory",
@@ -186,8 +186,8 @@ def sample(
             marginal of ``t_hat`` exactly; the step then runs ``t_hat -> t_next``. ``0`` is the deterministic ODE.
         generator: a ``torch.Generator`` on ``x``'s device for the churn noise (None: torch's global RNG).
             The result is a deterministic function of ``x``, the model and the generator's state.
-        check_finite: after the loop (one sync), raise :class:`FlowlabError` naming the first step index and
-            ``t`` whose velocity (or updated state) contains NaN or inf.
+        check_finite: after the loop (one sync), raise :class:`~flowlab.errors.NonFiniteError` (a FlowlabError)
+            naming the first step index and ``t`` whose velocity (or updated state) contains NaN or inf.
         check_schedule: validate ``schedule`` against ``convention`` before the loop (one sync).
 
     Returns:
@@ -277,22 +277,22 @@ def _raise_non_finite(ok_in: Tensor, ok_v: Tensor, ok_x: Tensor, ts: Tensor, con
                       model: object = None) -> None:
     sym = conv.symbol
     if not bool(ok_in):
-        raise FlowlabError("the initial x contains NaN or inf; start from finite noise (e.g. torch.randn)")
+        raise NonFiniteError("the initial x contains NaN or inf; start from finite noise (e.g. torch.randn)")
     weight = _non_finite_weight(model)
     if weight is not None:
-        raise FlowlabError(f"the model's weight {weight} contains NaN or inf, so its velocity is NaN at every step; "
+        raise NonFiniteError(f"the model's weight {weight} contains NaN or inf, so its velocity is NaN at every step; "
                            "the weights are damaged or training diverged: load or train them again")
     bad_v = (~ok_v).nonzero().flatten().tolist()
     bad_x = (~ok_x).nonzero().flatten().tolist()
     times = ts.detach().to("cpu", torch.float64).tolist()
     if bad_v and (not bad_x or bad_v[0] <= bad_x[0]):
         i = bad_v[0]
-        raise FlowlabError(
+        raise NonFiniteError(
             f"the model returned NaN or inf at step {i} ({sym} = {times[i]:.6g} -> {times[i + 1]:.6g}; "
             f"{len(bad_v)} of {len(times) - 1} steps affected). Check the model at that time (division by "
             "zero at an endpoint? a wrong time convention?)")
     i = bad_x[0]
-    raise FlowlabError(
+    raise NonFiniteError(
         f"the state x became NaN or inf at step {i} ({sym} = {times[i]:.6g} -> {times[i + 1]:.6g}) although the "
         "velocity was finite: the update overflowed x's dtype; sample in float32 or scale the data down")
 

@@ -189,7 +189,7 @@ def test_pipeline_decode_options(tiny):
     pipe = tiny_pipeline(0)
     z = pipe.sample_latents(tiny_cond(0), steps=4, seed=0)
     hier = pipe.decode_volume(z, octree=24, decode="hierarchical")
-    assert torch.equal(hier, pipe.decode_volume(z, octree=24, hierarchical=True))
+    assert torch.equal(hier, pipe.decode_volume(z, octree=24))  # hierarchical is the default
     n = pipe.vae.config.num_latents
     seen = []
     allk = pipe.decode_volume(z, octree=24, decode="hierarchical", kv_topk=n, progress=seen.append)

@@ -340,11 +340,11 @@ def evaluate(encoder, vae, dit, conditioner, scale: float, opts: TrainOptions, c
         truth = occupancy_grid(s, res)
         surf, nrm = surface_points(s, opts.surface_points, g)
         z = encoder.eval()(surf, nrm).mode().float()
-        recon.append(volume_iou(pipe.decode_volume(z * scale, octree=res, chunk_size=100_000) > 0, truth).cpu())
+        recon.append(volume_iou(pipe.decode_volume(z * scale, octree=res, chunk_size=100_000, decode="dense") > 0, truth).cpu())
         cond = pipe.conditioner(to_model_input(render(s, opts.render_size)))
         for w in opts.guidance_sweep:
             lat = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=w, convention="reversed", seed=i)
-            gen[w].append(volume_iou(pipe.decode_volume(lat, octree=res, chunk_size=100_000) > 0, truth).cpu())
+            gen[w].append(volume_iou(pipe.decode_volume(lat, octree=res, chunk_size=100_000, decode="dense") > 0, truth).cpu())
         if i == 0:  # the flipped model in the conventional convention reaches the same latents
             lat_r = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=opts.eval_guidance, seed=i)
             lat_c = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=opts.eval_guidance, seed=i,
