@@ -117,7 +117,7 @@ def jump_to(endpoint: int | sp.Expr, time: sp.Expr = S) -> sp.Expr:
     is data depends on the convention only (see :func:`endpoint_fact`).
     """
     if isinstance(endpoint, str):  # text is parsed by an allow-list, never evaluated (sympify would eval it)
-        from .conventions import parse_expression
+        from ..conventions import parse_expression
 
         target = parse_expression(endpoint, what="endpoint", allow_t=False)
     else:
