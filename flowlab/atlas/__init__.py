@@ -16,13 +16,13 @@ pytorch-lightning, k-diffusion pulls torchvision and wandb): they are installed 
 Notation (notebooks/NOTATION.md): D = data, E = standard Gaussian noise, v = network output.
 Conventional ``sigma`` runs 1 -> 0 (data at 0); reversed ``t`` runs 0 -> 1 (data at 1).
 
-Modules: :mod:`.cards` (the cards and their helpers), :mod:`.verify` (the verifiers, tables, fixtures).
+Modules: :mod:`.cards` (the cards and their helpers), :mod:`.verifiers` (the verifiers, tables, fixtures).
 """
 from __future__ import annotations
 
 from .cards import (PINS, NO_DEPS, require, load_k_diffusion_sampling, ProbeNet, probe_network, Card, CARDS, card,
                     diffusers_pred_x0, diffusers_terminal_sigma, ddim_flow_time, ddim_to_flow, ddim_flow_velocity)
-from .verify import (Measurement, verify, atlas_table, paths_table, load_scheduler_fixture)
+from .verifiers import (Measurement, verify, atlas_table, paths_table, load_scheduler_fixture)
 
 __all__ = [
     "PINS", "NO_DEPS", "require", "load_k_diffusion_sampling", "ProbeNet", "probe_network",
