@@ -115,7 +115,9 @@ def write_slides(out: Path, notebooks: list[Path] | None = None) -> Path:
     if remote:
         raise FlowlabError(f"internal: the slides would load {remote[0]!r} from the network; they must open offline")
     out.mkdir(parents=True, exist_ok=True)
-    for name, src in (("reveal.js", STATIC / "reveal"), ("mathjax", _mathjax_file().parent)):
+    # reveal.js as nbconvert's template expects it (reveal.js/dist/...); stored flat in the package, since a
+    # folder named dist/ is a build output to git
+    for name, src in (("reveal.js/dist", STATIC / "reveal"), ("mathjax", _mathjax_file().parent)):
         if (out / name).exists():
             shutil.rmtree(out / name)
         shutil.copytree(src, out / name)
