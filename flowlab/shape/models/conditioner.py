@@ -95,7 +95,7 @@ class DinoImageEncoder(nn.Module):
     def __init__(self, config: dict, image_size: int = 518, use_cls_token: bool = True) -> None:
         super().__init__()
         transformers = require("transformers", "the image conditioner (DINOv2; or pass a precomputed embedding, "
-                                               "--embedding FILE)")
+                                               "sample_latents(cond=...))")
         Dinov2Config, Dinov2Model = transformers.Dinov2Config, transformers.Dinov2Model
         cfg = {k: v for k, v in config.items() if k not in ("torch_dtype", "dtype")}
         self.model = Dinov2Model(Dinov2Config(**cfg))
