@@ -69,6 +69,14 @@ def test_help_names_match_the_library() -> None:
     assert tuple(sample.CONVENTION_NAMES) == tuple(CONVENTIONS)
 
 
+def test_shape_help_names_match_the_pipeline() -> None:
+    from flowlab.commands import shape
+    from flowlab.shape.pipeline import DECODE_MODES, SAMPLING_CONVENTIONS
+
+    assert shape.DECODE_MODES == DECODE_MODES
+    assert shape.SAMPLING_CONVENTION_NAMES == tuple(c.name for c in SAMPLING_CONVENTIONS)
+
+
 _HEAVY = ("torch", "sympy", "numpy", "matplotlib", "nbformat", "nbclient", "scipy", "transformers", "diffusers")
 
 

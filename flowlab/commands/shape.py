@@ -6,7 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..shape.pipeline import DECODE_MODES, SAMPLING_CONVENTIONS
+#: flowlab.shape.pipeline's DECODE_MODES and SAMPLING_CONVENTIONS' names (the first is the default), written out
+#: so that --help imports no torch; tests/test_cli_help.py keeps them equal to the pipeline's.
+DECODE_MODES = ("hierarchical", "dense")
+SAMPLING_CONVENTION_NAMES = ("reversed", "conventional")
 
 NAME = "shape"
 HELP = "generate a mesh from an image with a Hunyuan3D-2 shape model (either convention)"
@@ -56,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isosurface", default="auto", choices=["auto", "skimage", "torch"],
                         help="marching cubes: skimage lewiner on the CPU (the reference), torch (where the volume "
                              "is), or auto (default: torch on a GPU, skimage on the CPU)")
-    parser.add_argument("--convention", default=SAMPLING_CONVENTIONS[0].name,
-                        choices=[c.name for c in SAMPLING_CONVENTIONS],
+    parser.add_argument("--convention", default=SAMPLING_CONVENTION_NAMES[0],
+                        choices=SAMPLING_CONVENTION_NAMES,
                         help="sampling convention (default reversed, as released)")
     parser.add_argument("--time-rounding", default="reference", choices=["reference", "none"],
                         help="t fed to the DiT: 'reference' rounds 1000 t to the latents' dtype as hy3dgen does "
