@@ -36,7 +36,7 @@ WRONG: dict[int, list[tuple[str, str, str]]] = {
     6: [
         ("def fixed_schedule(n_calls):\n    return torch.cat([torch.linspace(0, 1, n_calls), torch.ones(1)])", "wrong",
          "goes 1.0 -> 1.0 (dt = 0)"),
-        ("def fixed_schedule(n_calls):\n    return torch.linspace(0, 1, n_calls)", "wrong", "N calls need N + 1 points"),
+        ("def fixed_schedule(n_calls):\n    return torch.linspace(0, 1, n_calls)", "wrong", "N calls need N + 1 times"),
         ("def fixed_schedule(n_calls):\n    return torch.linspace(1, 0, n_calls + 1)", "wrong",
          "that is sigma, the conventional direction"),
         ("def fixed_schedule(n_calls):\n    return torch.cat([torch.linspace(0, 1, n_calls), torch.zeros(1)])", "wrong",
@@ -62,7 +62,7 @@ WRONG: dict[int, list[tuple[str, str, str]]] = {
     ],
     10: [
         ("def guided_velocity(x, v, t, delta):\n    return v - delta / t[:, None]", "wrong", "the #124 mistake"),
-        ("def guided_velocity(x, v, t, delta):\n    return v + delta", "wrong", "Divide by (1 - t)"),
+        ("def guided_velocity(x, v, t, delta):\n    return v + delta", "wrong", "moves by (1 - t) delta"),
     ],
     11: [
         ("answers = dict(direction='increasing', data_at=1.0, wasted_calls=1, shift=2.0)\n"

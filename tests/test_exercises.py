@@ -89,7 +89,7 @@ def test_unrecognised_wrong_answer_says_where_it_differs(one_thread):
     ex = EXERCISES[2]  # pred_data_reversed
     result = _run(ex, "def pred_data_reversed(x, v, t):\n    return 2 * x")
     assert result.status == "wrong"
-    assert "differs from the truth by up to" in result.message and "none of the usual mistakes" in result.message
+    assert "differs from the right answer by up to" in result.message and "none of the usual mistakes" in result.message
 
 
 def test_wrong_return_types_are_explained(one_thread):

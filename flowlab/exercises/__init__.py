@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .checks import (EXERCISE_PATH, check_fixed_schedule, check_flip, check_guided_velocity, check_hunyuan_time,
-                     check_jumps, check_mystery, check_port_sampler, check_pred_data, check_shift, check_sw2_after,
-                     check_time_embedding, check_velocity_to_noise, check_velocity_to_score, check_which_is_data)
+from .checks import (EXERCISE_PATH, check_fixed_schedule, check_flip, check_jumps, check_pred_data, check_shift,
+                     check_sw2_after, check_which_is_data)
+from .checks_more import (check_guided_velocity, check_hunyuan_time, check_mystery, check_port_sampler,
+                          check_time_embedding, check_velocity_to_noise, check_velocity_to_score)
 from .core import STATUSES, Result
 from .mystery import MysteryScheduler
 
