@@ -152,8 +152,9 @@ def test_untagged_solution_markers_are_refused():
 def test_command_writes_student_notebooks_without_solutions(tmp_path, capsys):
     out = tmp_path / "handout"
     assert main(["exercises", "--out", str(out)]) == 0
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.iterdir() if p.suffix == ".ipynb")
     assert written == sorted(p.name for p in NB_DIR.glob("EX_*.ipynb")) and len(written) == 4
+    assert sorted(p.name for p in out.iterdir() if p.suffix != ".ipynb") == ["NOTATION.md"]
     for name in written:
         text = (out / name).read_text()
         nb = nbformat.reads(text, as_version=4)

@@ -323,7 +323,7 @@ def check_hunyuan_time(fn: object) -> str:
     seen = truth(grid).float()
     k = int((seen - grid).abs().argmax())
     n = sum(len(t) for t in inputs)
-    return (f"bit-identical to the fp16 pipeline's (t * 1000).half() / 1000 for all {n} times tested. On the 50-call "
+    return (f"identical, bit for bit, to the fp16 pipeline's (t * 1000).half() / 1000 for all {n} times tested. On the 50-call "
             f"schedule the largest change is t = {float(grid[k]):.6f} -> {float(seen[k]):.6f}.")
 
 

@@ -358,7 +358,9 @@ def canonical_expr(value: object, what: str) -> sp.Expr:
 
     if not _NAMES:
         _NAMES.update({"x": S.X, "v": S.V, "s": S.S, "s_next": S.S_NEXT, "t": S.T, "D": S.D, "E": S.E})
-    need(value, what)
+    if _is_unfilled(value):
+        raise NotDone(f"`{what}` is still `...`. (If your cell stopped with an error, fix the error and run the cell "
+                      "again: the check reads what the cell assigned.)")
     if isinstance(value, str):
         try:
             value = sp.sympify(value, locals=dict(_NAMES))
