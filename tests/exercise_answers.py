@@ -170,7 +170,7 @@ RIGHT: dict[int, list[str]] = {
         "def velocity_to_noise(x, v, t):\n    tt = t.unsqueeze(1)\n    return (x - tt * v) / (1 + tt * tt)",
         "def velocity_to_noise(x, v, t):\n    tt = t[:, None]\n    return x / (1 + tt**2) - tt * v / (1 + tt**2)",
         "def velocity_to_noise(x, v, t):\n    tt = t.view(-1, 1)\n    det = -(1 + tt**2)\n    return (tt * v - x) / det",
-        "T, X, V, Dd, Ee = sp.symbols('T X V Dd Ee')\n"
+        "import sympy as sp\nT, X, V, Dd, Ee = sp.symbols('T X V Dd Ee')\n"
         "_sol = sp.solve([T * Dd + (1 - T**2) * Ee - X, Dd - 2 * T * Ee - V], [Dd, Ee])\n"
         "_f = sp.lambdify((X, V, T), _sol[Ee])\n"
         "def velocity_to_noise(x, v, t):\n    return _f(x, v, t[:, None])",

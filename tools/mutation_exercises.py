@@ -165,6 +165,11 @@ def _alternatives(node: ast.AST, names: set[str]) -> Iterator[tuple[str, ast.AST
     elif isinstance(node, (ast.List, ast.Tuple)) and isinstance(node.ctx, ast.Load) and len(node.elts) > 1:
         yield "reverse items", type(node)(node.elts[::-1], node.ctx)
     elif isinstance(node, ast.Call):
+        for i in range(len(node.args)):
+            for j in range(i + 1, len(node.args)):
+                args = list(node.args)
+                args[i], args[j] = args[j], args[i]
+                yield f"swap arguments {i} and {j}", ast.Call(node.func, args, node.keywords)
         if node.keywords:
             for k, kw in enumerate(node.keywords):
                 yield f"drop keyword {kw.arg}", ast.Call(node.func, node.args, node.keywords[:k] + node.keywords[k + 1:])
