@@ -324,7 +324,7 @@ def check_hunyuan_time(fn: object) -> str:
     k = int((seen - grid).abs().argmax())
     n = sum(len(t) for t in inputs)
     return (f"identical, bit for bit, to the fp16 pipeline's (t * 1000).half() / 1000 for all {n} times tested. On the 50-call "
-            f"schedule the largest change is t = {float(grid[k]):.6f} -> {float(seen[k]):.6f}.")
+            f"schedule the largest change is t = {float(grid[k]):.5f} -> {float(seen[k]):.5f}.")
 
 
 def _embedding(t: Tensor, dim: int, period: float = 1000.0, factor: float = 1000.0, sin_first: bool = False) -> Tensor:
