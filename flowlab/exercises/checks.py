@@ -288,7 +288,8 @@ def check_fixed_schedule(fn: object) -> str:
 
     forbidden = _solvers("schedules:hunyuan_corrected", "schedules:uniform", "schedules:shifted",
                          "schedules:to_reversed")
-    for n in (4, 1, 2, 7, 13):
+    counts = (4, 1, 2, 7, 13)
+    for n in counts:  # first what the count of times says, in the exercise's own terms
         got = call(fn, n, what=f"fixed_schedule({n})", forbidden=forbidden)
         if isinstance(got, (list, tuple)):
             raise Wrong("`fixed_schedule` returned a Python list; return a 1-D torch tensor (torch.linspace).")
@@ -296,24 +297,25 @@ def check_fixed_schedule(fn: object) -> str:
             k = len(got)
             raise Wrong(f"`fixed_schedule({n})` returned {k} times: that is {k - 1} steps, so {k - 1} model calls "
                         f"for n_calls = {n}. N calls need N + 1 times (each step goes from one time to the next).")
-        truth = torch.linspace(0, 1, n + 1, dtype=torch.float64).float()
-        cands = [Candidate(torch.linspace(1, 0, n + 1, dtype=torch.float64).float(),
-                           "your schedule runs 1 -> 0: that is sigma, the conventional direction. Hunyuan3D-2's t runs "
-                           "0 (noise) -> 1 (data).")]
-        if n > 1:
-            lin = torch.linspace(0, 1, n, dtype=torch.float64).float()
-            cands += [
-                Candidate(hunyuan_compat(n), f"this is Hunyuan3D-2's own schedule: linspace(0, 1, N) plus an appended "
-                                             f"1.0. Its last step goes 1.0 -> 1.0 (dt = 0): {n} calls but {n - 1} "
+
+    def lin(n: int, a: float = 0.0, b: float = 1.0, k: int | None = None) -> Tensor:
+        return torch.linspace(a, b, n + 1 if k is None else k, dtype=torch.float64).float()
+
+    cases = [Case((n,), lin(n), f"n_calls = {n}") for n in counts]
+    check_cases(fn, cases, [
+        Mistake(lambda n: lin(n, 1.0, 0.0), "your schedule runs 1 -> 0: that is sigma, the conventional direction. "
+                                            "Hunyuan3D-2's t runs 0 (noise) -> 1 (data)."),
+        Mistake(lambda n: hunyuan_compat(n), "this is Hunyuan3D-2's own schedule: linspace(0, 1, N) plus an appended "
+                                             "1.0. Its last step goes 1.0 -> 1.0 (dt = 0): N calls but N - 1 "
                                              "effective steps."),
-                Candidate(torch.cat([lin, torch.zeros(1)]),
-                          "you appended 0.0: the last step jumps from t = 1 back to 0 (dt = -1), which is the port "
-                          "that produced empty meshes. A schedule must end at the data, t = 1."),
-            ]
-        compare_tensor(got, truth, cands, what=f"fixed_schedule({n})", tol=1e-6, shape_note=_SCHEDULE_NOTE,
-                       generic_hint="Expected N + 1 equally spaced times from 0 to 1 (float32, torch's default).")
-        if n_effective_steps(got) != n:  # pragma: no cover - equal to the truth implies this
-            raise Wrong(f"`fixed_schedule({n})` makes {n_effective_steps(got)} effective steps, expected {n}.")
+        Mistake(lambda n: torch.cat([lin(n, k=n), torch.zeros(1)]),
+                "you appended 0.0: the last step jumps from t = 1 back to 0 (dt = -1), which is the port that "
+                "produced empty meshes. A schedule must end at the data, t = 1."),
+    ], what="fixed_schedule", names=("n_calls",), tol=1e-6, shape_note=_SCHEDULE_NOTE, forbidden=forbidden,
+        generic_hint="Expected N + 1 equally spaced times from 0 to 1 (float32, torch's default).")
+    for n in counts:  # pragma: no cover - equal to the truth implies this
+        if n_effective_steps(fn(n)) != n:
+            raise Wrong(f"`fixed_schedule({n})` makes {n_effective_steps(fn(n))} effective steps, expected {n}.")
     return ("N + 1 equally spaced times from t = 0 to t = 1: N model calls and N effective steps for N = 1, 2, 4, 7 "
             "and 13 (no wasted call).")
 
