@@ -244,3 +244,15 @@ def test_the_handout_brings_notation_and_links_to_it(tmp_path, capsys):
         for cell in nb.cells:
             for target in re.findall(r"\]\(([^)#\s]+)", cell.source) if cell.cell_type == "markdown" else []:
                 assert "://" in target or (out / target).exists(), f"{path.name}: dead link {target}"
+
+
+def test_a_source_folder_linking_a_missing_notation_is_refused(tmp_path, capsys):
+    src = tmp_path / "solved"
+    src.mkdir()
+    for path in NB_DIR.glob("EX_*.ipynb"):
+        (src / path.name).write_text(path.read_text())
+    assert main(["exercises", "--out", str(tmp_path / "out"), "--source", str(src)]) == 1
+    assert "link to NOTATION.md" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    (src / "NOTATION.md").write_text("# Notation\n")
+    assert main(["exercises", "--out", str(tmp_path / "out"), "--source", str(src)]) == 0
+    assert (tmp_path / "out" / "NOTATION.md").read_text() == "# Notation\n"

@@ -147,12 +147,24 @@ def write_student_notebooks(out: str | Path, source: str | Path | None = None, *
     if existing and not force:
         raise FlowlabError(f"{len(existing)} file(s) already exist ({', '.join(existing)}); a student may have "
                            "worked in them. Choose another --out folder or pass --force to overwrite")
-    notation = solved[0].parent.parent / NOTATION
-    if not notation.is_file():
-        raise FlowlabError(f"the notebooks link to {NOTATION}, which is not at {notation}; restore it (it lives in "
-                           "notebooks/ beside the exercises folder)")
+    notation = _notation_for(solved, [nb for _, nb in built])
     out.mkdir(exist_ok=True)
     for target, nb in built:
         write_atomic(target, nbformat.writes(nb) + "\n")
-    write_atomic(out / NOTATION, notation.read_text(encoding="utf-8"))
+    if notation is not None:
+        write_atomic(out / NOTATION, notation.read_text(encoding="utf-8"))
     return [p for p, _ in built]
+
+
+def _notation_for(solved: list[Path], student: list[nbformat.NotebookNode]) -> Path | None:
+    """The notation table the student notebooks link to (beside the solved notebooks or one folder up), None
+    when no notebook links to it; a FlowlabError when they link to it and it is missing."""
+    here = solved[0].parent
+    for cand in (here / NOTATION, here.parent / NOTATION):
+        if cand.is_file():
+            return cand
+    link = f"]({NOTATION})"
+    if any(link in cell.source for nb in student for cell in nb.cells if cell.cell_type == "markdown"):
+        raise FlowlabError(f"the notebooks link to {NOTATION}, which is neither in {here} nor in {here.parent}; put "
+                           "it beside the notebooks so that the handout's links work")
+    return None
