@@ -248,3 +248,53 @@ RIGHT: dict[int, list[str]] = {
         "    return torch.from_numpy(np.concatenate([np.cos(a), np.sin(a)], axis=1)).float()",
     ],
 }
+
+# wrong answers found by working through the exercises (issue 18): each must be rejected, with the hint named
+WRONG[3] += [
+    ("def pred_data_reversed(x, v, t):\n    return x.add_((1 - t[:, None]) * v)", "wrong", "changed its argument `x`"),
+    ("def pred_data_reversed(x, v, t):\n    return (x + (1 - t[:, None]) * v).float()", "wrong", "returned float32"),
+]
+WRONG[4] += [
+    ("def flip(model):\n    return lambda x, t: model(-x, 1 - t)", "wrong", "mirrored the position x"),
+    ("from flowlab.sampling import flip as f\ndef flip(model):\n    return f(model)", "wrong",
+     "which is what this exercise asks you to write"),
+]
+WRONG[5] += [
+    ("def shift_reversed(t, shift):\n    u = 1 - t\n    return 1 - (1 / shift) * u / (1 + (1 / shift - 1) * u)", "wrong",
+     "to the reversed t unchanged"),  # 1 / shift on the noise level is the SD3 formula on t, the same mistake
+    ("def shift_reversed(t, shift):\n    return 1 - shift * t / (1 + (shift - 1) * t)", "wrong", "you returned 1 - SD3(t)"),
+]
+WRONG[8] += [
+    ("def velocity_to_noise(x, v, t):\n    tt = t[:, None]\n    return -(x - tt * v) / (1 + tt**2)", "wrong",
+     "the sign is flipped"),
+    ("def velocity_to_noise(x, v, t):\n    tt = t[:, None]\n    return ((x - tt * v) / (1 + tt**2)).float()", "wrong",
+     "returned float32"),
+]
+WRONG[9] += [
+    ("def velocity_to_score(x, v, t):\n    tt = t[:, None]\n    return -(x - tt * v) / (1 + tt**2) / (1 - tt)", "wrong",
+     "you divided by 1 - t"),
+    ("def velocity_to_score(x, v, t):\n    tt = t[:, None]\n    return (x - tt * v) / (1 + tt**2) / (1 - tt**2)", "wrong",
+     "the sign"),
+]
+WRONG[10] += [
+    ("def guided_velocity(x, v, t, delta):\n    return v + delta / t[:, None]", "wrong", "you divided by t"),
+    ("def guided_velocity(x, v, t, delta):\n    v += delta / (1 - t[:, None])\n    return v", "wrong",
+     "changed its argument `v`"),
+]
+WRONG[12] += [
+    ("def sample_hunyuan(model, x, n_steps):\n    ts = torch.linspace(0, 1, n_steps, dtype=x.dtype)\n"
+     "    for t, t_next in zip(ts[:-1], ts[1:]):\n        x = x + (t_next - t) * model(x, t.expand(x.shape[0]))\n"
+     "    return x", "wrong", "made 7 model calls for n_steps = 8"),
+    ("def sample_hunyuan(model, x, n_steps):\n    ts = torch.linspace(0, 1, n_steps + 1, dtype=x.dtype)\n"
+     "    for t, t_next in zip(ts[:-1], ts[1:]):\n        x += (t_next - t) * model(x, t.expand(x.shape[0]))\n"
+     "    return x", "wrong", "changed its argument `x`"),
+]
+WRONG[13] += [
+    ("def hunyuan_time(t):\n    return (t * 1000).round() / 1000", "wrong", "rounding 1000 t to an integer"),
+]
+WRONG[14] += [
+    ("def hunyuan_embedding(t, dim):\n    half = dim // 2\n"
+     "    f = torch.exp(-math.log(1000.0) * torch.arange(half) / half)\n"
+     "    a = t[:, None] * f[None]\n    return torch.cat([torch.cos(a), torch.sin(a)], dim=-1)", "wrong",
+     "the time is scaled by 1000"),
+]

@@ -464,9 +464,11 @@ def score_exercise(ex, *, limit: int | None = None) -> Score:
     for text, _status, _hint in WRONG[ex.number]:
         ns, err = run_answer(ex, text, setup)
         out.known += 1
-        if equivalent(ex, ref_obs, ns, err):
+        result = run_check(ex, ns)
+        if equivalent(ex, ref_obs, ns, err) and "which is what this exercise asks you to write" not in result.message:
+            # the one known mistake that computes the right values: calling flowlab's own solution
             out.known_failures.append((text, "the oracle finds this known mistake equivalent to the solution"))
-        elif run_check(ex, ns).passed:
+        elif result.passed:
             out.known_failures.append((text, "the check passes it"))
         else:
             out.known_rejected += 1

@@ -267,8 +267,6 @@ def check_shift(fn: object) -> str:
         Mistake(lambda t, s: sd3(1 - t, s), "you shifted the noise level u = 1 - t but returned u': convert back to "
                                             "the reversed time, t' = 1 - u'."),
         Mistake(lambda t, s: 1 - sd3(t, s), "you returned 1 - SD3(t): shift the noise level u = 1 - t, not t."),
-        Mistake(lambda t, s: 1 - sd3(1 - t, 1 / s), "you used 1 / shift: with shift > 1 the steps must move toward "
-                                                    "the noise at t = 0."),
     ], what="shift_reversed", names=("t", "shift"),
         shape_note="Return a tensor of the shape of t: the shift acts on each time separately.",
         forbidden=_solvers("schedules:shifted", "schedules:shift_noise_level"))
