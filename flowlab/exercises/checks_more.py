@@ -13,8 +13,8 @@ from ..conventions import REVERSED
 from ..errors import FlowlabError
 from .checks import (_XT_SHAPES, EXERCISE_PATH, _asymmetric_gmm, _col, _fn, _gen, _label, _solvers, _times,
                      _xvt_cases)
-from .core import (Case, Mistake, NotDone, StudentError, Wrong, _close, _expect_like, _tol, _worst, call, call_unchanged,
-                   check_cases, exercise, need)
+from .core import (Case, Mistake, NotDone, StudentError, Wrong, _close, _expect_like, _tol, _worst, call,
+                   call_unchanged, check_cases, exercise, need)
 
 __all__ = ["check_velocity_to_noise", "check_velocity_to_score", "check_guided_velocity", "check_mystery",
            "check_port_sampler", "check_hunyuan_time", "check_time_embedding"]
