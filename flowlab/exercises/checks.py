@@ -213,7 +213,7 @@ def check_flip(fn: object) -> str:
     """``fn(model) -> model'``: turn a conventional velocity model into a reversed one."""
     gmm = _asymmetric_gmm()
     conventional = gmm.velocity_model(CONVENTIONAL)
-    forbidden = _solvers("sampling:flip", "sampling:Flipped.__call__", "functional:conventional_to_reversed_time")
+    forbidden = _solvers("sampling:flip", "sampling:Flipped.__call__")
     flipped = call(fn, conventional, what="flip", forbidden=forbidden)
     cases = []
     for k, (b, dtype) in enumerate(((64, torch.float64), (9, torch.float64), (12, torch.float32))):
