@@ -256,3 +256,9 @@ def test_a_source_folder_linking_a_missing_notation_is_refused(tmp_path, capsys)
     (src / "NOTATION.md").write_text("# Notation\n")
     assert main(["exercises", "--out", str(tmp_path / "out"), "--source", str(src)]) == 0
     assert (tmp_path / "out" / "NOTATION.md").read_text() == "# Notation\n"
+
+
+def test_an_undefined_name_is_explained_without_promising_imports_the_setup_lacks(one_thread):
+    result = _check(8, "def velocity_to_noise(x, v, t):\n    return sp.simplify(x)")
+    assert result.status == "error" and "NameError" in result.message and "import sympy as sp" in result.message
+    assert "it imports torch, sympy and flowlab" not in result.message

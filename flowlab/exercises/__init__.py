@@ -10,6 +10,14 @@ Each check (``check_pred_data(pred_data_reversed)`` ...) runs the student's answ
 derived by flowlab on seeded random inputs and returns a :class:`Result` that reads ``PASS``,
 ``not done yet``, ``not yet right`` (with the misconception behind a known wrong formula) or
 ``your code raised an error`` (naming the exception). :data:`EXERCISES` lists them all.
+
+What a check holds an answer to (:func:`flowlab.exercises.core.check_cases`): several batch shapes, float64
+and float32, random times away from 0, 1/2 and 1, asymmetric data where a mirror image would pass for the
+answer; the caller's tensors unchanged after the call (no in-place writes to any argument); the dtype and
+device the exercise states; no call of the flowlab function that solves the exercise. A known mistake is
+named only when the answer equals that mistake's formula on every set of inputs. ``tools/mutation_exercises.py``
+measures how sharp the checks are (mutants of every solution, judged by an independent random-input oracle).
+Checks 1-7 live in :mod:`.checks`, 8-14 in :mod:`.checks_more`.
 """
 from __future__ import annotations
 

@@ -92,8 +92,11 @@ def _error_hint(exc: BaseException, shape_hint: str = "") -> str:
         return " Hint: a shape mismatch." + (" " + shape_hint if shape_hint else "")
     if isinstance(exc, RuntimeError) and "dtype" in text.lower():
         return " Hint: mixed dtypes; keep everything in the dtype of the inputs."
-    if isinstance(exc, (NameError, AttributeError)):
-        return " Hint: did you run the setup cell at the top of the notebook (it imports torch, sympy and flowlab)?"
+    if isinstance(exc, NameError):
+        return (" Hint: did you run the setup cell at the top of the notebook? It imports only what the exercises "
+                "need; import anything else you use yourself (e.g. import math, import sympy as sp).")
+    if isinstance(exc, AttributeError):
+        return " Hint: check the spelling of the method or function, and the type of the object you call it on."
     if isinstance(exc, TypeError) and ("argument" in text or "positional" in text):
         return " Hint: keep the signature of the stub exactly as given."
     return ""
