@@ -21,7 +21,6 @@ GENERATED = {"flowlab/shape/decode/_mc_table.py"}
 PENDING = {
     "flowlab/inspector.py": "sched",
     "flowlab/inspector.py::_analyse": "sched",
-    "flowlab/exercises/checks.py": "exercises",
     "flowlab/teach/site/__init__.py::landing_body": "site",
 }
 
