@@ -214,3 +214,10 @@ def test_exercises_command_writes_key_and_nbgrader_apart(tmp_path: Path, capsys)
     assert (tmp_path / "g" / "source" / "ex_01_predictions" / "EX_01_predictions.ipynb").is_file()
     assert main(["exercises", "--out", str(tmp_path / "x"), "--key", str(tmp_path / "x")]) == 1
     assert "different folders" in capsys.readouterr().err
+
+
+def test_the_guide_states_the_measured_reading_times() -> None:
+    guide = (NOTEBOOKS / "LECTURERS_GUIDE.md").read_text()
+    for number, name in enumerate(course.WORKING_MINUTES, start=1):
+        minutes = course.reading_minutes(NOTEBOOKS / "exercises" / f"{name}.ipynb")
+        assert re.search(rf"^\| EX 0{number} \([^|]*\| [^|]*\| {minutes} min \(measured\) \|", guide, re.M), name
