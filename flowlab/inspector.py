@@ -28,8 +28,6 @@ Two inputs are accepted: a diffusers-style scheduler object (``set_timesteps``, 
 from __future__ import annotations
 
 import copy
-import difflib
-import importlib
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
@@ -42,6 +40,7 @@ from torch import Tensor
 from . import symbolic as S
 from .conventions import CONVENTIONS, Convention, T
 from .errors import FlowlabError
+from .probe_exact import quiet_repeats
 
 __all__ = ["StepCoefficients", "Inspection", "inspect", "inspect_scheduler", "inspect_step", "schedule_step",
            "resolve_scheduler", "ALIASES"]
@@ -103,6 +102,11 @@ class Inspection:
     data_prediction: str | None = None
     noise_prediction: str | None = None
     findings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def derived(self) -> bool:
+        """A card was derived (the step is affine, or the scheduler was driven with the exact model)."""
+        return self.affine
 
     def as_dict(self) -> dict:
         """Plain JSON-ready dict (non-finite numbers become ``None``)."""
@@ -209,7 +213,7 @@ def _probe(step: Callable[[Tensor, Tensor, Tensor], object], timesteps: Sequence
             raise
         except Exception as exc:  # the foreign step failed on plain tensors
             raise FlowlabError(f"calling step {i} (timestep {float(t):.6g}) with model_output and sample of shape "
-                               f"{tuple(x.shape)} failed: {type(exc).__name__}: {exc}") from None
+                               f"{tuple(x.shape)} failed: {type(exc).__name__}: {exc}{_repeat_hint(timesteps)}") from None
         if y.shape != x.shape:
             raise FlowlabError(f"step {i} returned shape {tuple(y.shape)} for a sample of shape {tuple(x.shape)}; "
                                "expected the next sample, shaped like the sample")
@@ -429,6 +433,44 @@ def _expected(obj: object) -> FlowlabError:
         f"sample with its timesteps; got {what}")
 
 
+def _set_timesteps(sched: object, kwargs: dict) -> list:
+    """``sched.set_timesteps(**kwargs)``, then the timesteps it made, refused when degenerate."""
+    call = f"{type(sched).__name__}.set_timesteps({', '.join(f'{k}={_short(v)}' for k, v in kwargs.items())})"
+    try:
+        with quiet_repeats():
+            sched.set_timesteps(**kwargs)
+    except Exception as exc:  # the foreign scheduler's own failure, e.g. OverflowError in exp(mu)
+        hint = "; a smaller |mu| or shift" if isinstance(exc, (OverflowError, ZeroDivisionError)) else ""
+        raise FlowlabError(f"{call} failed: {type(exc).__name__}: {exc}{hint}") from None
+    timesteps = getattr(sched, "timesteps", None)
+    if timesteps is None:
+        raise _expected(sched)
+    ts = [float(t) for t in timesteps]
+    sig = getattr(sched, "sigmas", None)
+    levels = [float(v) for v in sig] if isinstance(sig, Tensor) and sig.ndim == 1 else []
+    if not ts or not all(math.isfinite(t) for t in ts + levels):
+        raise FlowlabError(f"{call} made a degenerate schedule (timesteps {_fmt_list(ts)}"
+                           + (f", noise levels {_fmt_list(levels)}" if levels else "")
+                           + "): it has no steps or holds NaN / inf; the shift, mu or sigmas are out of range")
+    return list(timesteps)
+
+
+def _short(v: object) -> str:
+    if isinstance(v, np.ndarray):
+        return _fmt_list(v.tolist())
+    return f"{v:g}" if isinstance(v, float) else repr(v)
+
+
+def _repeat_hint(timesteps: Sequence[object]) -> str:
+    ts = [float(t) for t in timesteps]
+    rep = sorted({t for t in ts if ts.count(t) > 1})
+    if not rep:
+        return ""
+    return (f"; the schedule calls the model at the same timestep more than once ({', '.join(f'{t:g}' for t in rep[:3])}"
+            f" in {_fmt_list(ts)}): a scheduler that looks a step up by its timestep cannot tell those steps apart, "
+            "so give distinct sigmas (or a smaller shift / |mu|, whose noise levels then stay distinct)")
+
+
 def inspect_scheduler(scheduler: object, num_inference_steps: int | None = 10, *,
                       sigmas: Sequence[float] | None = None, mu: float | None = None,
                       source: str | None = None, dtype: torch.dtype = torch.float32, seed: int = 0) -> Inspection:
@@ -449,16 +491,10 @@ def inspect_scheduler(scheduler: object, num_inference_steps: int | None = 10, *
             raise FlowlabError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
         kwargs["num_inference_steps"] = num_inference_steps
     if mu is not None:
+        if not math.isfinite(float(mu)):
+            raise FlowlabError(f"mu = {mu!r} is not a finite number (dynamic shifting uses shift = exp(mu))")
         kwargs["mu"] = float(mu)
-    try:
-        sched.set_timesteps(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise FlowlabError(f"{type(scheduler).__name__}.set_timesteps({', '.join(f'{k}=...' for k in kwargs)}) "
-                           f"failed: {exc}") from None
-    timesteps = getattr(sched, "timesteps", None)
-    if timesteps is None:
-        raise _expected(scheduler)
-    timesteps = list(timesteps)
+    timesteps = _set_timesteps(sched, kwargs)
     holder = {"s": sched}
 
     def step(v: Tensor, t: Tensor | float, x: Tensor) -> object:
@@ -468,7 +504,8 @@ def inspect_scheduler(scheduler: object, num_inference_steps: int | None = 10, *
         twin = copy.deepcopy(holder["s"])
         return lambda v, t, x: twin.step(v, t, x)
 
-    coeffs, findings = _probe(step, timesteps, snapshot, dtype, seed)
+    with quiet_repeats():
+        coeffs, findings = _probe(step, timesteps, snapshot, dtype, seed)
     sig = getattr(sched, "sigmas", None)
     anchor = [float(s) for s in sig] if isinstance(sig, Tensor) and sig.ndim == 1 else None
     config = getattr(sched, "config", None)
@@ -533,46 +570,6 @@ def schedule_step(schedule: Tensor) -> tuple[Callable[[Tensor, Tensor, Tensor], 
     return step, starts
 
 
-# ---- names for the CLI ------------------------------------------------------------------------------
+# ---- names for the CLI (kept importable from here) ------------------------------------------------
 
-#: Names ``flowlab inspect`` understands besides dotted class paths.
-ALIASES: dict[str, str] = {
-    "hunyuan3d2": "Hunyuan3D-2 shapegen scheduler as its pipeline drives it (sigmas = linspace(0, 1, N)); "
-                  "hy3dgen's own class when installed, else flowlab.schedules.hunyuan_compat",
-}
-
-_KNOWN_DOTTED = (
-    "diffusers.FlowMatchEulerDiscreteScheduler",
-    "diffusers.FlowMatchHeunDiscreteScheduler",
-    "diffusers.DDIMScheduler",
-    "diffusers.EulerDiscreteScheduler",
-    "hy3dgen.shapegen.schedulers.FlowMatchEulerDiscreteScheduler",
-)
-
-
-def _suggest(name: str, pool: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(set(pool)), n=3, cutoff=0.5)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
-
-
-def resolve_scheduler(name: str) -> type:
-    """Import ``"package.module.ClassName"`` and return the class; clear errors with suggestions."""
-    if not isinstance(name, str) or "." not in name:
-        raise FlowlabError(f"expected a dotted class name such as diffusers.FlowMatchEulerDiscreteScheduler or one "
-                           f"of {', '.join(ALIASES)}, got {name!r}.{_suggest(str(name), list(ALIASES) + list(_KNOWN_DOTTED))}")
-    module_name, attr = name.rsplit(".", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise FlowlabError(f"cannot import module {module_name!r} ({exc}).{_suggest(name, _KNOWN_DOTTED)}") from None
-    obj = getattr(module, attr, None)
-    if obj is None:
-        try:
-            pool = [f"{module_name}.{a}" for a in dir(module) if "Schedul" in a and not a.startswith("_")]
-        except Exception:  # lazy modules may fail listing  # pragma: no cover
-            pool = []
-        raise FlowlabError(f"module {module_name!r} has no attribute {attr!r}."
-                           f"{_suggest(name, pool + list(_KNOWN_DOTTED))}")
-    if not isinstance(obj, type):
-        raise FlowlabError(f"{name} is a {type(obj).__name__}, not a scheduler class")
-    return obj
+from .scheduler_import import ALIASES, resolve_scheduler  # noqa: E402
