@@ -179,7 +179,7 @@ def resolve_scheduler(name: str, allow_import: Sequence[str] = ()) -> type:
     if not _allowed(module_name, allow_import):
         raise FlowlabError(f"{name!r}: flowlab inspect imports scheduler classes only from {', '.join(ALLOWED_PACKAGES)}; "
                            f"to inspect your own class, opt in with --allow-import {module_name} (the module is then "
-                           f"imported and may run code) or name its file as FILE.py:{attr}")
+                           f"imported and may run code) or name its file as FILE.py:{attr}.{_suggest(name, KNOWN_SCHEDULERS)}")
     module = _import_module(module_name, name, allow_import)
     try:  # an allowed (or opted-into) module: its lazy names (diffusers) may import its own submodules
         obj = getattr(module, attr, None)
