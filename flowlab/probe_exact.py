@@ -313,8 +313,9 @@ _FORMULAS = {  # output -> (model output, data prediction, noise prediction); VP
     ("vp", "v"): ("alpha_t*E - sigma_t*D (v-prediction)", "alpha_t*x - sigma_t*v", "sigma_t*x + alpha_t*v"),
 }
 _CONVENTION = {"flow": "conventional", "flow_reversed": "reversed",
-               "vp": "variance preserving, x = alpha_t D + sigma_t E with alpha_t^2 = alphas_cumprod[t] "
-                     "(DDPM / SD 1.x), inputs as the scheduler's scale_model_input gives them"}
+               "vp": "variance preserving"}
+_VP_NOTE = ("variance preserving path x = alpha_t D + sigma_t E with alpha_t^2 = alphas_cumprod[t] (DDPM / SD 1.x), "
+            "the model seeing x as the scheduler's scale_model_input gives it")
 
 
 def card_fields(drive: ExactDrive, sched: object) -> dict:
@@ -367,6 +368,8 @@ def drive(scheduler: object, set_kwargs: dict, source: str, declared_order: int 
     notes = [head, f"the exact model's output {d.output!r} under the {d.path} time map lands on the exact answer "
              f"(rms distance {d.error:.3g} at {ID_STEPS}+ steps; the next best misses by {d.runner_up[1]:.3g})"
              if d.runner_up else f"{d.output!r} lands on the exact answer"]
+    if d.kind == "vp":
+        notes.append(_VP_NOTE)
     n = len(d.calls)
     for i in d.noop_calls:
         notes.append(f"model call {i} is a no-op: the sample does not change, a wasted call ({n} calls, "
