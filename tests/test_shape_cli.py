@@ -12,8 +12,8 @@ pytest.importorskip("skimage")
 trimesh = pytest.importorskip("trimesh")
 
 from flowlab.cli import main  # noqa: E402
-from flowlab.shape.embedding import save_embedding  # noqa: E402
-from flowlab.shape.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
+from flowlab.shape.load.embedding import save_embedding  # noqa: E402
+from flowlab.shape.verify.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
 
 
 
@@ -54,7 +54,7 @@ def test_reference_schedule_wastes_the_last_call(folder: Path, tmp_path: Path, c
 
 def test_other_formats_and_options(folder: Path, tmp_path: Path) -> None:
     for suffix in (".obj", ".ply"):
-        assert _run(folder, tmp_path / f"m{suffix}", "--hierarchical", "--chunk-size", "999",
+        assert _run(folder, tmp_path / f"m{suffix}", "--decode", "dense", "--chunk-size", "999",
                     "--time-rounding", "none") == 0
         assert len(trimesh.load(tmp_path / f"m{suffix}", force="mesh").faces) > 0
 
