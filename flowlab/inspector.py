@@ -186,8 +186,39 @@ def _derive_ve() -> tuple[str, str, str]:
             "v (the output itself)")
 
 
-def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], anchor: Sequence[float] | None,
-             num_train_timesteps: int | None, order: int) -> Inspection:
+def _shift_and_notes(times: Tensor, t_start: float, t_end: float, num_train_timesteps: int | None,
+                     notes: list[str]) -> float | None:
+    """SD3 shift of the noise-level grid (``None`` if none fits); notes on a final step and diffusers #13243."""
+    shift = None
+    u = (times - t_end) / (t_start - t_end)
+    keep = torch.cat([torch.ones(1, dtype=torch.bool), (u[1:] - u[:-1]).abs() > 1e-9])
+    u = u[keep]  # distinct noise levels, 1 -> 0
+    # a 1-parameter fit needs 4 distinct levels to say anything (3 are always "uniform" for some s)
+    s_all, r_all = _fit_shift(u) if u.numel() >= 4 else (None, math.inf)
+    if r_all <= 1e-4:
+        shift = s_all
+    elif u.numel() >= 5:
+        s_in, r_in = _fit_shift(u[:-1])
+        if r_in <= 1e-4:
+            shift = s_in
+            w_min = float(_unshift(u[-2:-1], s_in))
+            last = float(u[-2])
+            notes.append(f"the grid is uniform (after the shift) from noise down to noise level {last:.5f}, "
+                         "then a final step to the data")
+            if num_train_timesteps and abs(s_in - 1) > 1e-3:
+                once = s_in * (1 / num_train_timesteps) / (1 + (s_in - 1) / num_train_timesteps)
+                if abs(w_min - once) <= 1e-5 * max(1.0, once) + 1e-7:
+                    notes.append(f"terminal noise level is shifted twice (diffusers #13243): last nonzero level "
+                                 f"{last:.5f} = shift(shift(1/{num_train_timesteps})) instead of "
+                                 f"shift(1/{num_train_timesteps}) = {once:.5f}")
+    if shift is not None and abs(shift - 1) > 1e-3:
+        notes.append(f"shift {shift:.4f} (= exp({math.log(shift):.4f}); dynamic shifting with mu gives exp(mu)): "
+                     + ("steps crowd toward noise" if shift > 1 else "steps crowd toward data"))
+    return shift
+
+
+def _refusal(source: str, coeffs: list[StepCoefficients], findings: list[str], order: int) -> Inspection | None:
+    """The card when the steps are not affine, or affine but not Euler (nothing more is derived); else ``None``."""
     n = len(coeffs)
     bad = [c for c in coeffs if not c.residual <= _AFFINE_TOL]
     if findings or bad:
@@ -203,8 +234,8 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
                           findings=tuple(findings))
 
     euler = all(abs(c.a - 1) <= _UNIT_TOL and abs(c.c) <= _UNIT_TOL for c in coeffs)
-    notes: list[str] = []
     if not euler:
+        notes: list[str] = []
         a_lo, a_hi = min(c.a for c in coeffs), max(c.a for c in coeffs)
         notes.append(f"the sample coefficient a runs {a_lo:.4g} .. {a_hi:.4g} (not 1): the step rescales the sample, "
                      "as DDIM / VP schedulers do; it is an Euler step of y = x / K with K_(i+1) = a_i K_i "
@@ -212,6 +243,16 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
         return Inspection(source=source, n_calls=n, steps=tuple(coeffs), affine=True, euler=False,
                           findings=tuple(notes))
 
+    return None
+
+
+def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], anchor: Sequence[float] | None,
+             num_train_timesteps: int | None, order: int) -> Inspection:
+    n = len(coeffs)
+    early = _refusal(source, coeffs, findings, order)
+    if early is not None:
+        return early
+    notes: list[str] = []
     dts = torch.tensor([c.b for c in coeffs], dtype=torch.float64)
     noop = tuple(int(i) for i in (dts.abs() <= 1e-9).nonzero().flatten().tolist())
     moving = dts[dts.abs() > 1e-9]
@@ -258,32 +299,7 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
         if ratios and max(ratios) - min(ratios) <= 1e-4 * max(1.0, abs(ratios[0])):
             scale = sum(ratios) / len(ratios)
 
-    shift = None
-    if t_start is not None:
-        u = (times - t_end) / (t_start - t_end)
-        keep = torch.cat([torch.ones(1, dtype=torch.bool), (u[1:] - u[:-1]).abs() > 1e-9])
-        u = u[keep]  # distinct noise levels, 1 -> 0
-        # a 1-parameter fit needs 4 distinct levels to say anything (3 are always "uniform" for some s)
-        s_all, r_all = _fit_shift(u) if u.numel() >= 4 else (None, math.inf)
-        if r_all <= 1e-4:
-            shift = s_all
-        elif u.numel() >= 5:
-            s_in, r_in = _fit_shift(u[:-1])
-            if r_in <= 1e-4:
-                shift = s_in
-                w_min = float(_unshift(u[-2:-1], s_in))
-                last = float(u[-2])
-                notes.append(f"the grid is uniform (after the shift) from noise down to noise level {last:.5f}, "
-                             "then a final step to the data")
-                if num_train_timesteps and abs(s_in - 1) > 1e-3:
-                    once = s_in * (1 / num_train_timesteps) / (1 + (s_in - 1) / num_train_timesteps)
-                    if abs(w_min - once) <= 1e-5 * max(1.0, once) + 1e-7:
-                        notes.append(f"terminal noise level is shifted twice (diffusers #13243): last nonzero level "
-                                     f"{last:.5f} = shift(shift(1/{num_train_timesteps})) instead of "
-                                     f"shift(1/{num_train_timesteps}) = {once:.5f}")
-        if shift is not None and abs(shift - 1) > 1e-3:
-            notes.append(f"shift {shift:.4f} (= exp({math.log(shift):.4f}); dynamic shifting with mu gives exp(mu)): "
-                         + ("steps crowd toward noise" if shift > 1 else "steps crowd toward data"))
+    shift = _shift_and_notes(times, t_start, t_end, num_train_timesteps, notes) if t_start is not None else None
     for i in noop:
         t_here = float(times[i]) if times is not None else float("nan")
         notes.append(f"step {i} is a no-op: the model is called at time {t_here:.5g} but dt = 0, a wasted call "
