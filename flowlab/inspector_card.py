@@ -77,6 +77,8 @@ class Inspection:
         for key in ("times", "noop_steps", "findings"):
             if out[key] is not None:
                 out[key] = list(out[key])
+        out["candidates"] = [[name, clean(err)] for name, err in self.candidates]
+        out["derived"] = self.derived
         return out
 
     def card(self) -> str:

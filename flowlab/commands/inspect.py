@@ -14,9 +14,12 @@ MAX_INSPECT_STEPS = 10_000
 NAME = "inspect"
 HELP = "probe a scheduler (e.g. diffusers.FlowMatchEulerDiscreteScheduler) and print its convention card"
 DESCRIPTION = """\
-Probe a scheduler's step numerically (it must be affine in the sample and the model output),
-recover the per-step coefficients, and derive the direction of time, no-op steps, the shift,
-what the model must output and the correct data and noise predictions.
+Probe a scheduler's step numerically and derive the direction of time, no-op steps, the shift,
+the time scale, what the model must output and the correct data and noise predictions.
+A step that is affine in the sample and the model output (Euler-type) is read coefficient by
+coefficient; a multistep or second-order scheduler (DPMSolverMultistep, UniPCMultistep,
+FlowMatchHeun) is driven like a pipeline drives it, with an exact Gaussian-mixture model, and the
+time map / model output that lands on the exact answer is reported with the solver order.
 
 NAME is a dotted class path (diffusers.FlowMatchEulerDiscreteScheduler), FILE.py:CLASS, or an alias:
   hunyuan3d2   Hunyuan3D-2's scheduler driven as its pipeline does (sigmas = linspace(0, 1, N));
@@ -25,8 +28,8 @@ Dotted names are imported only from diffusers, hy3dgen, flow_matching, k_diffusi
 flowlab (never from the working folder); your own module needs --allow-import MODULE. The class is
 checked (set_timesteps and step defined) before it is constructed.
 
-Exit status: 0 when a card was derived, 1 when the step is not affine (the card says why) or on
-a bad name or argument.
+Exit status: 0 when a card was derived, 1 when none could be (the card says why) or on a bad
+name or argument.
 
 examples:
   flowlab inspect diffusers.FlowMatchEulerDiscreteScheduler --shift 3
