@@ -200,3 +200,24 @@ def test_nbgrader_refuses_a_notebook_without_checks() -> None:
     nb.cells[1].source = "check_x(x)"
     graded = nbgrader_notebook(nb, "EX_X.ipynb")
     assert graded.cells[1].metadata["nbgrader"]["grade"] and "assert _result.passed" in graded.cells[1].source
+
+
+def test_exercises_command_writes_key_and_nbgrader_apart(tmp_path: Path, capsys) -> None:
+    from flowlab.cli import main
+
+    assert main(["exercises", "--out", str(tmp_path / "s"), "--key", str(tmp_path / "k"),
+                 "--nbgrader", str(tmp_path / "g")]) == 0
+    student = nbformat.read(tmp_path / "s" / "EX_01_predictions.ipynb", as_version=4)
+    assert not any("# BEGIN SOLUTION" in c.source for c in student.cells)
+    assert any("# BEGIN SOLUTION" in c.source for c in nbformat.read(tmp_path / "k" / "EX_01_predictions.ipynb",
+                                                                      as_version=4).cells)
+    assert (tmp_path / "g" / "source" / "ex_01_predictions" / "EX_01_predictions.ipynb").is_file()
+    assert main(["exercises", "--out", str(tmp_path / "x"), "--key", str(tmp_path / "x")]) == 1
+    assert "different folders" in capsys.readouterr().err
+
+
+def test_the_guide_states_the_measured_reading_times() -> None:
+    guide = (NOTEBOOKS / "LECTURERS_GUIDE.md").read_text()
+    for number, name in enumerate(course.WORKING_MINUTES, start=1):
+        minutes = course.reading_minutes(NOTEBOOKS / "exercises" / f"{name}.ipynb")
+        assert re.search(rf"^\| EX 0{number} \([^|]*\| [^|]*\| {minutes} min \(measured\) \|", guide, re.M), name
