@@ -69,6 +69,13 @@ def test_help_names_match_the_library() -> None:
     assert tuple(sample.CONVENTION_NAMES) == tuple(CONVENTIONS)
 
 
+def test_derive_choices_match_the_conventions() -> None:
+    from flowlab.commands import derive
+    from flowlab.conventions import CONVENTIONAL, REVERSED
+
+    assert derive.CHOICES == (CONVENTIONAL.name, REVERSED.name, "both")
+
+
 def test_shape_help_names_match_the_pipeline() -> None:
     from flowlab.commands import shape
     from flowlab.shape.pipeline import DECODE_MODES, SAMPLING_CONVENTIONS
