@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..conventions import CONVENTIONAL, REVERSED
 
 NAME = "derive"
 HELP = "derive the endpoint predictions (pred_x0, pred_x1) of a convention and say which one is the data"
@@ -40,7 +39,9 @@ Examples:
   flowlab derive                                 both conventions, human-readable
   flowlab derive --convention reversed --json    Hunyuan3D-2's convention as JSON"""
 
-CHOICES = (CONVENTIONAL.name, REVERSED.name, "both")
+#: CONVENTIONAL.name, REVERSED.name and "both", written out so that --help imports no torch or SymPy;
+#: tests/test_cli_help.py keeps them equal to the Convention objects' names.
+CHOICES = ("conventional", "reversed", "both")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +57,7 @@ def derive(which: str) -> dict:
 
     if which not in CHOICES:
         raise FlowlabError(f"unknown convention {which!r}; choose one of {', '.join(CHOICES)}")
-    names = [CONVENTIONAL.name, REVERSED.name] if which == "both" else [which]
+    names = list(CHOICES[:2]) if which == "both" else [which]
     return {
         "conventions": [Y.convention_report(name) for name in names],
         "map": {

@@ -1,7 +1,7 @@
 """Agreement with the reference implementation (hy3dgen 2.0.2), from the committed fixtures.
 
 tools/make_reference_fixtures.py runs the reference on seeded small configurations and stores
-weights, inputs and outputs under tests/data/hy3dgen/; :func:`parity_report` loads them into
+weights, inputs and outputs under flowlab/data/hy3dgen/ (package data); :func:`parity_report` loads them into
 flowlab's modules and measures the differences. No reference code is needed to run it.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ... import resources
 from ..models.dit import ShapeDiT
 from ..decode.isosurface import max_nearest_distance
 from ..decode.mesh import marching_cubes
@@ -24,8 +25,8 @@ from ..decode.volume import decode_dense
 
 __all__ = ["FIXTURES", "FP16_TOL", "ParityRow", "parity_report", "rel_err"]
 
-#: Where the fixtures live in a source checkout.
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "data" / "hy3dgen"
+#: Where the fixtures live: package data (flowlab/data/hy3dgen), in a wheel and in a checkout alike.
+FIXTURES = resources.PACKAGE_DIR / "data" / "hy3dgen"
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -63,7 +64,7 @@ def parity_report(data_dir: str | Path | None = None) -> list[ParityRow]:
     """Forward passes, volume decode, mesh and 4-step sampling against the reference fixtures."""
     from safetensors.torch import load_file
 
-    root = Path(data_dir) if data_dir is not None else FIXTURES
+    root = Path(data_dir) if data_dir is not None else resources.data_dir("hy3dgen")
     facts = json.loads((root / "fixtures.json").read_text())
     small = facts["small"]
     rows: list[ParityRow] = []
