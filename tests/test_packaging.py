@@ -289,9 +289,18 @@ def test_installed_wheel_works_outside_the_checkout(dist: Path, tmp_path: Path) 
     for rel in tutorial_files(ROOT / "notebooks"):
         assert (work / "nb" / rel).read_bytes() == (ROOT / "notebooks" / rel).read_bytes(), rel
 
-    out = _run([flowlab, "exercises", "--out", "ex"], cwd=work, env=env)
-    assert len(list((work / "ex").glob("EX_*.ipynb"))) == len(list((ROOT / "notebooks" / "exercises").glob("EX_*.ipynb")))
+    out = _run([flowlab, "exercises", "--out", "ex", "--key", "key", "--nbgrader", "grading"], cwd=work, env=env)
+    n_ex = len(list((ROOT / "notebooks" / "exercises").glob("EX_*.ipynb")))
+    assert len(list((work / "ex").glob("EX_*.ipynb"))) == n_ex and (work / "ex" / "NOTATION.md").is_file()
+    assert len(list((work / "key").glob("EX_*.ipynb"))) == n_ex and (work / "key" / "README.md").is_file()
+    assert len(list((work / "grading" / "source").glob("*/EX_*.ipynb"))) == n_ex
     assert "wrote" in out
+
+    # the course kit (slides need the vendored reveal.js and MathJax from package data)
+    _run([flowlab, "course", "--out", "kit"], cwd=work, env=env)
+    slides = (work / "kit" / "slides" / "lecture.html").read_text()
+    assert slides.count("<section") >= 15 and (work / "kit" / "slides" / "reveal.js" / "dist" / "reveal.js").is_file()
+    assert (work / "kit" / "LAB_PLAN.md").is_file() and (work / "kit" / "handout.html").is_file()
 
     out = _run([flowlab, "shape", "--model", "mini", "--primitive", "box", "--steps", "2", "--octree", "32",
                 "--out", "box.obj", "--quiet", "--device", "cpu"], cwd=work, env=env)
