@@ -61,7 +61,7 @@ def evaluations(calls: list[Call], rows: int) -> list[Evaluation]:
 def pairs(evs: list[Evaluation], final: Tensor, eps: float) -> list[Pair]:
     """One pair per evaluation: to the next evaluation's state, the last one to ``final`` (float64 ``(B, dim)``).
     ``eps``: the loop's dtype resolution; it sets how much of ``dx - dt v`` is round-off."""
-    res = []
+    res: list[Pair] = []
     for k, e in enumerate(evs):
         nxt = evs[k + 1].x if k + 1 < len(evs) else final
         if nxt.shape != e.x.shape:
@@ -76,6 +76,13 @@ def pairs(evs: list[Evaluation], final: Tensor, eps: float) -> list[Pair]:
         noise = 8 * eps * scale / ndx if ndx > 0 else math.inf  # round-off of dx relative to |dx|
         res.append(Pair(e.t, evs[k + 1].t if k + 1 < len(evs) else None, dt, resid, moved,
                         moved and resid < 1e-3 + noise))
+    # a pair that moved by round-off only (a dt = 0 step whose update re-rounds the state) moved nothing
+    sizes = sorted(abs(p.dt) for p in res if p.moved)
+    if sizes:
+        typical = sizes[len(sizes) // 2]
+        for p in res:
+            if p.moved and abs(p.dt) < 1e-4 * typical:
+                p.moved = False
     return res
 
 
