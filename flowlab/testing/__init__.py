@@ -2,8 +2,24 @@
 
 Each check drives the user's code with an EXACT model (a Gaussian mixture whose velocity is known in closed
 form) and returns a :class:`~flowlab.testing.report.Report` whose findings name the mistake (see
-:data:`~flowlab.testing.report.FINDING_CODES`).
-"""
-from .report import FINDING_CODES, Finding, Report
+:data:`~flowlab.testing.report.FINDING_CODES`):
 
-__all__ = ["FINDING_CODES", "Finding", "Report"]
+* :func:`check_sampler` (``fn(model, x, steps) -> samples``): the loop's output against the exact ODE solution;
+* :func:`check_prediction` (``fn(x, v, t) -> prediction``): a data / noise prediction against the known truth;
+* ``check_scheduler`` (:mod:`flowlab.testing.scheduler`): a scheduler object, as the inspector reads it.
+
+The pytest plugin (:mod:`flowlab.testing.plugin`, registered as ``flowlab``) gives fixtures for the three and
+``pytest --flowlab-claims NOTEBOOKS`` (each ``flowlab.claims.claim`` in a notebook becomes a test item).
+"""
+from .prediction import check_prediction
+from .report import FINDING_CODES, Finding, Report
+from .sampler import check_sampler
+
+__all__ = ["FINDING_CODES", "Finding", "Report", "check_sampler", "check_prediction", "check_scheduler"]
+
+
+def __getattr__(name: str):  # check_scheduler lives in its own module (written separately); import on use
+    if name == "check_scheduler":
+        from .scheduler import check_scheduler
+        return check_scheduler
+    raise AttributeError(f"module 'flowlab.testing' has no attribute {name!r}")
