@@ -765,3 +765,94 @@ WRONG = [
     Case("k-diffusion: D = x - v (sigma dropped)", "kdiff", kdiff_no_sigma, "unknown_mismatch", C),
     Case("flow_matching: v * (1 + t)", "flow_matching", fm_wrong_scale_v, "unknown_mismatch", RV),
 ]
+
+
+# ---- prediction functions (check_prediction): fn(x, v, t) -> prediction -----------------------------------
+
+@dataclass(frozen=True)
+class PredCase:
+    name: str
+    style: str
+    fn: Callable[..., Any]
+    convention: str
+    kind: str
+    expect: str | None
+    kwargs: dict = field(default_factory=dict)
+
+
+def _np_pred_x1(x, v, t):  # numpy style, converted back
+    xn, vn, tn = x.numpy(), v.numpy(), t.numpy()
+    return torch.from_numpy(xn + (1 - tn) * vn)
+
+
+def _hy_pred_x0_as_data(x, v, t):  # Hunyuan's naming: "pred_x0 = x - t v", used as the data (#124)
+    return x - t * v
+
+
+def _pred_in_place(x, v, t):
+    x -= t * v  # conventional pred_x0, but written into the caller's x
+    return x
+
+
+PRED_RIGHT = [
+    PredCase("conventional pred_x0 = x - sigma v", "torch", lambda x, v, t: x - t * v, "conventional", "data", None),
+    PredCase("reversed pred_x1 = x + (1 - t) v", "torch", lambda x, v, t: x + (1 - t) * v, "reversed", "data", None),
+    PredCase("reversed noise = x - t v", "torch", lambda x, v, t: x - t * v, "reversed", "noise", None),
+    PredCase("conventional noise = x + (1 - sigma) v", "torch", lambda x, v, t: x + (1 - t) * v, "conventional",
+             "noise", None),
+    PredCase("reversed pred_x1, numpy", "numpy", _np_pred_x1, "reversed", "data", None),
+    PredCase("pred_x0 from 0-1000 timesteps", "torch", lambda x, v, t: x - t / 1000 * v, "conventional", "data",
+             None, {"time_scale": 1000.0}),
+    PredCase("pred_x0 with a Python float t", "scalar", lambda x, v, t: x - t * v, "conventional", "data", None,
+             {"t_form": "scalar"}),
+    PredCase("pred_x1 with (B,) t, float64", "float64",
+             lambda x, v, t: x + (1 - t)[:, None] * v, "reversed", "data", None,
+             {"t_form": "batch", "dtype": torch.float64}),
+]
+
+PRED_WRONG = [
+    PredCase("#124: x - t v as the data", "torch", _hy_pred_x0_as_data, "reversed", "data", "noise_as_data"),
+    PredCase("#124, scalar t", "scalar", _hy_pred_x0_as_data, "reversed", "data", "noise_as_data", {"t_form": "scalar"}),
+    PredCase("conventional: noise endpoint as x0, float64", "float64", lambda x, v, t: x + (1 - t) * v,
+             "conventional", "data", "noise_as_data", {"dtype": torch.float64}),
+    PredCase("sign: x + sigma v", "torch", lambda x, v, t: x + t * v, "conventional", "data", "sign_flip"),
+    PredCase("sign: x - (1 - t) v, numpy", "numpy",
+             lambda x, v, t: torch.from_numpy(x.numpy() - (1 - t.numpy()) * v.numpy()), "reversed", "data",
+             "sign_flip"),
+    PredCase("sign, float64", "float64", lambda x, v, t: x + t * v, "conventional", "data", "sign_flip",
+             {"dtype": torch.float64}),
+    PredCase("t for sigma: x - (1 - sigma) v", "torch", lambda x, v, t: x - (1 - t) * v, "conventional", "data",
+             "t_vs_sigma"),
+    PredCase("t for sigma: x + t v (reversed)", "scalar", lambda x, v, t: x + t * v, "reversed", "data",
+             "t_vs_sigma", {"t_form": "scalar"}),
+    PredCase("t for sigma, float64", "float64", lambda x, v, t: x - (1 - t) * v, "conventional", "data",
+             "t_vs_sigma", {"dtype": torch.float64}),
+    PredCase("0-1000 timestep used as sigma", "torch", lambda x, v, t: x - t * v, "conventional", "data",
+             "time_scale", {"time_scale": 1000.0}),
+    PredCase("divides by 1000 twice", "scalar", lambda x, v, t: x - t / 1000 * v, "conventional", "data",
+             "time_scale", {"t_form": "scalar"}),
+    PredCase("0-1000 timestep, float64", "float64", lambda x, v, t: x + (1 - t) * v, "reversed", "data",
+             "time_scale", {"time_scale": 1000.0, "dtype": torch.float64}),
+    PredCase("t rounded to fp16", "torch", lambda x, v, t: x + (1 - t.half().float()) * v, "reversed", "data",
+             "fp16_time"),
+    PredCase("t * 1000 in fp16 (Hunyuan3D-2), numpy", "numpy", lambda x, v, t: torch.from_numpy(x.numpy() - (t.numpy() * 1000).astype("float16").astype("float32") / 1000 * v.numpy()),
+             "conventional", "data", "fp16_time"),
+    PredCase("t in bf16, float64", "float64", lambda x, v, t: x - t.bfloat16().double() * v, "conventional", "data",
+             "fp16_time", {"dtype": torch.float64}),
+    PredCase("writes into x", "torch", _pred_in_place, "conventional", "data", "mutates_input"),
+    PredCase("writes into v, numpy", "numpy", lambda x, v, t: x - t * v.mul_(1.0) - t * v.mul_(0.0), "conventional", "data",
+             "mutates_input"),
+    PredCase("clamps v in place, float64", "float64", lambda x, v, t: x - t * v.clamp_(-0.5, 0.5),
+             "conventional", "data", "mutates_input", {"dtype": torch.float64}),
+    PredCase("returns a list", "torch", lambda x, v, t: (x - t * v).tolist(), "conventional", "data", "bad_output"),
+    PredCase("drops a dimension, scalar t", "scalar", lambda x, v, t: (x - t * v)[:, :2], "conventional", "data", "bad_output",
+             {"t_form": "scalar"}),
+    PredCase("NaN where t > 0.9, float64", "float64", lambda x, v, t: torch.where(t > 0.9, float("nan"), x - t * v),
+             "conventional", "data", "bad_output", {"dtype": torch.float64}),
+    PredCase("0.9 sigma v", "torch", lambda x, v, t: x - 0.9 * t * v, "conventional", "data", "unknown_mismatch"),
+    PredCase("x + (1 - t)^2 v", "scalar", lambda x, v, t: x + (1 - t) ** 2 * v, "reversed", "data",
+             "unknown_mismatch", {"t_form": "scalar"}),
+    PredCase("VP formula on a straight path, float64", "float64",
+             lambda x, v, t: (x - t * v) / (1 - t + 1e-3), "conventional", "data", "unknown_mismatch",
+             {"dtype": torch.float64}),
+]

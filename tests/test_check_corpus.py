@@ -118,3 +118,29 @@ def test_issue124_guidance_code_is_noise_as_data():
     report = _report(next(c for c in corpus.WRONG if c.name == "Hunyuan3D-2 #124 guidance code"))
     assert report.codes == ("noise_as_data",)
     assert "x - t v" in report.findings[0].message
+
+
+# ---- check_prediction ----------------------------------------------------------------------------------------
+
+from flowlab.testing import check_prediction  # noqa: E402
+
+
+@pytest.mark.parametrize("case", corpus.PRED_RIGHT, ids=[c.name for c in corpus.PRED_RIGHT])
+def test_right_prediction_passes(case):
+    report = check_prediction(case.fn, case.convention, case.kind, name=case.name, **case.kwargs)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("case", corpus.PRED_WRONG, ids=[c.name for c in corpus.PRED_WRONG])
+def test_wrong_prediction_gets_its_code(case):
+    report = check_prediction(case.fn, case.convention, case.kind, name=case.name, **case.kwargs)
+    assert report.codes[:1] == (case.expect,), str(report)
+
+
+def test_prediction_corpus_covers_each_code_in_three_styles():
+    styles = defaultdict(set)
+    for case in corpus.PRED_WRONG:
+        styles[case.expect].add(case.style)
+    assert set(styles) == {"noise_as_data", "sign_flip", "t_vs_sigma", "time_scale", "fp16_time", "mutates_input",
+                           "bad_output", "unknown_mismatch"}
+    assert all(len(s) >= 3 for s in styles.values()), dict(styles)

@@ -52,20 +52,25 @@ def _notebooks(values: list[list[str]], root: Path) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    paths = _notebooks(config.getoption("flowlab_claims") or [], Path(config.invocation_params.dir))
-    config.stash[_STASH] = {p: True for p in paths}
-    if paths:  # make pytest visit them even when they are not under the given paths / testpaths
-        config.args[:] = list(dict.fromkeys([*config.args, *(str(p) for p in paths)]))
-
+    config.stash[_STASH] = {p: True for p in _notebooks(config.getoption("flowlab_claims") or [],
+                                                         Path(config.invocation_params.dir))}
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    wanted = parent.config.stash.get(_STASH, {})
-    if file_path.suffix == ".ipynb" and file_path.resolve() in wanted:
-        return ClaimsNotebook.from_parent(parent, path=file_path, name=f"{file_path.name} [claims]")
+    """A --flowlab-claims notebook that pytest reaches through its own arguments (or testpaths)."""
+    if file_path.suffix == ".ipynb" and file_path.resolve() in parent.config.stash.get(_STASH, {}):
+        return ClaimsNotebook.from_parent(parent, path=file_path, name=file_path.name)
     return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The other --flowlab-claims notebooks: not among pytest's arguments, so nbval (if on) leaves them alone."""
+    done = {item.path.resolve() for item in items if isinstance(item, (ClaimItem, RunItem))}
+    for path in config.stash.get(_STASH, {}):
+        if path not in done:
+            items.extend(ClaimsNotebook.from_parent(session, path=path, name=path.name).collect())
 
 
 @contextmanager
