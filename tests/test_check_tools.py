@@ -154,3 +154,75 @@ def test_claims_become_test_items_beside_nbval(pytester):
     assert {"one plus one is two (abs error)", "three is odd", "pi is three (abs error)",
             "notebook runs to the end"} <= names
     result.stdout.fnmatch_lines(["*claim failed: pi is three (abs error): measured 1.416e-01, tolerance 1e-03*"])
+
+
+# ---- bad inputs to the checks: a clear FlowlabError, never a traceback from deep inside ---------------------
+
+import torch  # noqa: E402
+
+from flowlab.errors import FlowlabError  # noqa: E402
+from flowlab.testing import check_prediction, check_sampler  # noqa: E402
+
+
+def _euler(model, x, steps):
+    ts = torch.linspace(0.0, 1.0, steps + 1)
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        x = x + (t_next - t) * model(x, t)
+    return x
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"convention": "sideways"}, "unknown convention"),
+    ({"convention": "vp_cosine"}, "straight conventions"),
+    ({"signature": "keras"}, "signature must be one of"),
+    ({"time_scale": 0}, "time_scale must be a positive number"),
+    ({"dim": 4}, "dim must be 2 or 3"),
+    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"shift": -1.0}, "shift must be None"),
+    ({"dtype": torch.int32}, "dtype must be one of"),
+])
+def test_check_sampler_refuses_bad_arguments(kwargs, words):
+    with pytest.raises(FlowlabError, match=words):
+        check_sampler(_euler, **{"convention": "reversed", **kwargs})
+
+
+def test_check_sampler_says_when_the_loop_itself_fails():
+    with pytest.raises(FlowlabError, match="raised ZeroDivisionError"):
+        check_sampler(lambda model, x, steps: 1 / 0, "reversed")
+    with pytest.raises(FlowlabError, match="called like a diffusers transformer"):
+        check_sampler(_euler, "reversed", signature="diffusers")
+    with pytest.raises(FlowlabError, match="fn must be the sampling loop"):
+        check_sampler("not a function", "reversed")
+
+
+def test_in_place_update_of_the_callers_noise_is_a_finding():
+    def in_place(model, x, steps):
+        ts = torch.linspace(0.0, 1.0, steps + 1)
+        for t, t_next in zip(ts[:-1], ts[1:]):
+            x += (t_next - t) * model(x, t)
+        return x
+
+    assert check_sampler(in_place, "reversed").codes == ("mutates_input",)
+    assert check_sampler(_euler, "reversed").ok
+
+
+def test_bad_output_is_a_finding():
+    assert check_sampler(lambda m, x, s: _euler(m, x, s)[:, :1], "reversed").codes == ("bad_output",)
+    assert check_sampler(lambda m, x, s: _euler(m, x, s).double(), "reversed").codes == ("bad_output",)
+    assert check_sampler(lambda m, x, s: _euler(m, x, s).tolist(), "reversed").codes == ("bad_output",)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"kind": "score"}, "kind must be 'data'"),
+    ({"t_form": "matrix"}, "t_form must be one of"),
+    ({"time_scale": -3}, "time_scale must be a positive number"),
+])
+def test_check_prediction_refuses_bad_arguments(kwargs, words):
+    with pytest.raises(FlowlabError, match=words):
+        check_prediction(lambda x, v, t: x - t * v, "conventional", **kwargs)
+
+
+def test_check_scheduler_fixture_reaches_the_scheduler_check(pytester):
+    pytest.importorskip("flowlab.testing.scheduler", reason="check_scheduler is written on another branch")
+    pytester.makepyfile(test_s='def test_it(check_scheduler):\n    assert callable(check_scheduler)\n')
+    pytester.runpytest_subprocess(*_plugin_args(), "-p", "no:cacheprovider").assert_outcomes(passed=1)
