@@ -29,22 +29,28 @@ from typing import Any, Callable
 
 import torch
 
+from ..cli import in_flags
 from ..conventions import CONVENTIONS
 from ..errors import FlowlabError
+from ..testing._exact import SIGNATURES
 
 NAME = "check"
 HELP = "check your own sampling loop or prediction function (FILE.py:FUNCTION) against the exact flow"
 DESCRIPTION = __doc__
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16}
+#: the straight conventions (the ones the checks handle), read from flowlab's one list of conventions
+_STRAIGHT = tuple(name for name, conv in CONVENTIONS.items() if conv.is_straight)
+#: library spellings in error messages -> this command's flags
+FLAGS = {"time_scale": "--time-scale", "signature=": "--signature ", "shift must": "--shift must"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="FILE.py:FUNCTION", help="the file and the function in it to check")
-    p.add_argument("--convention", required=True, choices=("conventional", "reversed"),
+    p.add_argument("--convention", required=True, choices=_STRAIGHT,
                    help="the convention the model is trained in (conventional: sigma 1 -> 0; reversed: t 0 -> 1)")
     p.add_argument("--time-scale", type=float, default=1.0,
                    help="what the model's time is multiplied by (1000 for 0-1000 timesteps; default 1)")
-    p.add_argument("--signature", choices=("positional", "diffusers", "hunyuan"), default="positional",
+    p.add_argument("--signature", choices=SIGNATURES, default="positional",
                    help="how the loop calls the model (default positional: model(x, t))")
     p.add_argument("--prediction", choices=("data", "noise"), default=None,
                    help="FUNCTION is a prediction fn(x, v, t) of this endpoint instead of a sampling loop")
@@ -87,8 +93,6 @@ def load_function(target: str) -> Callable[..., Any]:
 def run(args: argparse.Namespace) -> int:
     from ..testing import check_prediction, check_sampler
     try:
-        if args.time_scale <= 0 or args.steps < 1:
-            raise FlowlabError("--time-scale must be > 0 and --steps >= 1")
         fn = load_function(args.target)
         if args.prediction:
             report = check_prediction(fn, CONVENTIONS[args.convention], args.prediction, time_scale=args.time_scale,
@@ -97,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
             report = check_sampler(fn, CONVENTIONS[args.convention], time_scale=args.time_scale,
                                    signature=args.signature, dim=args.dim, steps=args.steps, shift=args.shift,
                                    dtype=_DTYPES[args.dtype], name=args.target)
-    except FlowlabError as exc:
-        print(f"flowlab check: error: {exc}", file=sys.stderr)
+    except FlowlabError as exc:  # the target or its contract: a usage problem, exit 2 (1 means findings)
+        print(f"flowlab check: error: {in_flags(str(exc), FLAGS)}", file=sys.stderr)
         return 2
     print(report.to_json() if args.json else str(report))
     return 0 if report.ok else 1
