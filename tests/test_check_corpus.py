@@ -144,3 +144,23 @@ def test_prediction_corpus_covers_each_code_in_three_styles():
     assert set(styles) == {"noise_as_data", "sign_flip", "t_vs_sigma", "time_scale", "fp16_time", "mutates_input",
                            "bad_output", "unknown_mismatch"}
     assert all(len(s) >= 3 for s in styles.values()), dict(styles)
+
+
+def _one_per_code() -> list[corpus.Case]:
+    picked: dict[str | None, list[corpus.Case]] = {}
+    for case in corpus.RIGHT + corpus.WRONG:
+        if not case.cuda and "dim" not in case.kwargs and len(picked.setdefault(case.expect, [])) < 2:
+            picked[case.expect].append(case)
+    return [c for cases in picked.values() for c in cases]
+
+
+@pytest.mark.parametrize("case", _one_per_code(), ids=lambda c: c.name)
+def test_diagnosis_does_not_depend_on_dim_steps_or_seed(case):
+    """The same loops in 3-D, at 20 steps, from other noise: the same verdict (the checks are not tuned to one
+    input)."""
+    if _missing(case):
+        pytest.skip(_missing(case))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = check_sampler(case.fn, name=case.name, **{**case.kwargs, "dim": 3, "steps": 20, "seed": 7})
+    assert set(report.codes) == _expected(case), str(report)
