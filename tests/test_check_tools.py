@@ -222,7 +222,15 @@ def test_check_prediction_refuses_bad_arguments(kwargs, words):
         check_prediction(lambda x, v, t: x - t * v, "conventional", **kwargs)
 
 
-def test_check_scheduler_fixture_reaches_the_scheduler_check(pytester):
-    pytest.importorskip("flowlab.testing.scheduler", reason="check_scheduler is written on another branch")
-    pytester.makepyfile(test_s='def test_it(check_scheduler):\n    assert callable(check_scheduler)\n')
-    pytester.runpytest_subprocess(*_plugin_args(), "-p", "no:cacheprovider").assert_outcomes(passed=1)
+def test_check_scheduler_fixture_fails_a_wrong_expectation(pytester):
+    pytester.makepyfile(test_s=textwrap.dedent('''
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        def test_right(check_scheduler):
+            check_scheduler(FlowMatchEulerDiscreteScheduler(shift=3.0), expect={"direction": "decreasing", "shift": 3.0})
+
+        def test_wrong_direction_expected(check_scheduler):
+            check_scheduler(FlowMatchEulerDiscreteScheduler(), expect={"direction": "increasing"})
+    '''))
+    result = pytester.runpytest_subprocess(*_plugin_args(), "-p", "no:cacheprovider", "-W", "ignore")
+    result.assert_outcomes(passed=1, failed=1)

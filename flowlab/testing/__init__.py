@@ -15,6 +15,7 @@ from ._exact import ProbeModel as ExactModel
 from .prediction import check_prediction
 from .report import FINDING_CODES, Finding, Report
 from .sampler import check_sampler
+from .scheduler import check_scheduler
 
 __all__ = ["FINDING_CODES", "Finding", "Report", "ExactModel", "exact_model", "check_sampler", "check_prediction",
            "check_scheduler"]
@@ -29,9 +30,3 @@ def exact_model(convention: str = "conventional", *, time_scale: float = 1.0, si
     from ._exact import probe_mixture
     return ExactModel(probe_mixture(dim), get_convention(convention), float(time_scale), signature)
 
-
-def __getattr__(name: str):  # check_scheduler lives in its own module (written separately); import on use
-    if name == "check_scheduler":
-        from .scheduler import check_scheduler
-        return check_scheduler
-    raise AttributeError(f"module 'flowlab.testing' has no attribute {name!r}")
