@@ -72,7 +72,9 @@ def test_corpus_size_and_coverage():
     styles = defaultdict(set)
     for case in corpus.WRONG:
         styles[case.expect].add(case.style)
-    sampler_codes = set(FINDING_CODES) - {"wrong_shift", "bad_output", "mutates_input"}
+    sampler_codes = {"wrong_direction", "noise_as_data", "wasted_last_step", "double_shift", "time_scale",
+                     "t_vs_sigma", "fp16_time", "not_at_data", "sign_flip", "unknown_mismatch"}
+    assert sampler_codes <= set(FINDING_CODES)
     assert set(styles) == sampler_codes
     thin = {code: sorted(s) for code, s in styles.items() if len(s - {"cuda"}) < 3}
     assert not thin, thin
