@@ -78,6 +78,12 @@ class Report:
             lines.append("  facts: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in self.facts.items()))
         return "\n".join(lines)
 
+    def brief(self) -> str:
+        """PASS / FAIL and one line per finding (code and sentence), without the measured numbers: stable text
+        for a notebook or a log."""
+        head = f"{self.subject}: " + ("PASS" if self.ok else "FAIL")
+        return "\n".join([head] + [f"  - [{f.code}] {f.message}" for f in self.findings])
+
     def to_dict(self) -> dict[str, Any]:
         return {"subject": self.subject, "ok": self.ok,
                 "findings": [{"code": f.code, "message": f.message, "evidence": _jsonable(f.evidence)}
