@@ -42,7 +42,7 @@ from ..data.render import render, to_model_input
 from ..models.vae import ShapeVAE, VAEConfig
 from .evaluate import EVAL_SEED, curve_due, curve_point, evaluate
 
-__all__ = ["MiniConfig", "TrainOptions", "MINI", "MINI_512", "THIN_PARTS", "ARCHS", "SMOKE", "build_models", "train", "evaluate",
+__all__ = ["MiniConfig", "TrainOptions", "MINI", "MINI_512", "THIN_PARTS", "ARCHS", "SMOKE", "build_models", "vae_families", "train", "evaluate",
            "EVAL_SEED", "TRAIN_SEED"]
 
 TRAIN_SEED = 0
@@ -160,6 +160,11 @@ def _shape_seed(seed: int, step: int) -> int:
 
 # ---- stage 1: VAE ----------------------------------------------------------------------------------
 
+def vae_families(opts: TrainOptions) -> tuple[str, ...]:
+    """The families a VAE batch draws from, uniformly: each once, the ``boost`` ones once more per mention."""
+    return FAMILIES + tuple(opts.boost)
+
+
 @torch.no_grad()
 def vae_batch(shapes, opts: TrainOptions, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Surface points, normals (B, n, 3) and labelled queries (B, m, 3), occupancy (B, m), in float32."""
@@ -221,8 +226,7 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
     hist = log.setdefault("vae", {"step": [], "loss": [], "bce": [], "kl": [], "acc": [], "lr": [], "time": []})
     step, start = 0, time.time()
     while step < total:
-        shapes = random_shapes(opts.vae_batch, _shape_seed(opts.seed, step), families=FAMILIES + tuple(opts.boost),
-                               device=dev)
+        shapes = random_shapes(opts.vae_batch, _shape_seed(opts.seed, step), families=vae_families(opts), device=dev)
         lr = _lr(step, total, opts.vae_lr, opts.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
