@@ -747,12 +747,12 @@ REGISTRY: dict[str, FigureSpec] = {s.name: s for s in (
     FigureSpec("guidance_trajectories", "constraint guidance toward x1 >= 1 on the data endpoint (right) and on "
                "the noise endpoint (wrong, #124): x1 over t and the final samples, symlog axes, nothing clipped",
                "06", _build_guidance),
-    FigureSpec("shape_gallery", "the shipped mini model on one shape of each of the ten families: the 64 px render "
-               "it is given, the analytic truth and the generated mesh with its IoU (reversed, 50 calls, CFG 5)",
-               "04", _build_gallery),
     FigureSpec("predictions_over_t", "small multiples: the state, the data prediction and the noise prediction "
                "at four noise levels, conventional and reversed side by side (the static view of the notebooks' "
                "slider)", "02", _build_predictions),
+    FigureSpec("shape_gallery", "the shipped mini model on one shape of each of the ten families: the 64 px render "
+               "it is given, the analytic truth and the generated mesh with its IoU (reversed, 50 calls, CFG 5)",
+               "04", _build_gallery),
 )}
 
 
