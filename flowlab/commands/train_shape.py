@@ -14,7 +14,8 @@ Stage 1 trains the ShapeVAE (encoder + decoder) on occupancy BCE + KL; stage 2 r
 encodes them to latents and trains the image encoder + DiT with flow matching in the REVERSED
 convention (x_t = t D + (1 - t) E, target D - E), condition dropped to zeros 10% of the time; then the
 held-out evaluation (VAE IoU, image -> shape IoU). --smoke runs a toy configuration on the CPU in seconds.
---export writes the official folder layout (config.yaml + model.fp16.safetensors) from a finished run."""
+--export writes the official folder layout (config.yaml + model.fp16.safetensors) from a finished run.
+--arch mini-512 trains issue 21's larger candidate (512 latent tokens, thin-part query sampling)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
