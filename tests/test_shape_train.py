@@ -135,3 +135,32 @@ def test_evaluation_offset_draws_other_held_out_shapes() -> None:
                  vae_only=True)
     assert a["seed"] == EVAL_SEED and b["seed"] == EVAL_SEED + 1
     assert "5.0" in a["image_iou"] and b["image_iou"] == {} and b["flip_max_abs_latent_diff"] is None
+
+
+@pytest.mark.parametrize("before", [(True, False), (False, True)])
+def test_train_and_evaluate_restore_the_callers_tf32_settings(monkeypatch, before) -> None:
+    """train() runs with TF32 on and evaluate() with it off on CUDA; both leave the caller's settings as they were."""
+    import flowlab.shape.train.evaluate as ev
+    import flowlab.shape.train.loop as loop
+
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (matmul.allow_tf32, cudnn.allow_tf32)
+    seen = {}
+    monkeypatch.setattr(loop, "_train", lambda *a, **k: seen.setdefault("train", (matmul.allow_tf32, cudnn.allow_tf32)))
+
+    def failing_eval(*a, **k):
+        seen["eval"] = (matmul.allow_tf32, cudnn.allow_tf32)
+        raise RuntimeError("evaluation failed")
+    monkeypatch.setattr(ev, "_evaluate", failing_eval)
+    try:
+        matmul.allow_tf32, cudnn.allow_tf32 = before
+        opts = TrainOptions(device="cuda")  # only the device type is read before the (replaced) stages
+        loop.train(Path("unused"), opts=opts)
+        assert seen["train"] == (True, True) and (matmul.allow_tf32, cudnn.allow_tf32) == before
+        with pytest.raises(RuntimeError, match="evaluation failed"):
+            loop.evaluate(None, None, None, None, 1.0, opts)
+        assert seen["eval"] == (False, False) and (matmul.allow_tf32, cudnn.allow_tf32) == before
+        loop.train(Path("unused"), opts=TrainOptions(device="cpu"))  # CPU: nothing is touched
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == before
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved

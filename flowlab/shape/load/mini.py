@@ -173,7 +173,7 @@ def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
     need = ["dit.safetensors", "vae.safetensors", "conditioner.safetensors", "encoder.safetensors", "train_log.json"]
     for n in need:
         if not (run / n).is_file():
-            raise FlowlabError(f"{run / n} is missing; pass the --out folder of a finished `flowlab train-shape` run")
+            raise FlowlabError(f"{run / n} is missing; pass the output folder of a finished training run (flowlab.shape.train)")
     log = json.loads((run / "train_log.json").read_text())
     logs = [json.loads((Path(p) / "train_log.json").read_text()) for p in previous] + [log]
     dest.mkdir(parents=True, exist_ok=True)

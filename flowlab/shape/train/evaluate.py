@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -17,7 +19,7 @@ from torch import Tensor
 from ..data.primitives import FAMILIES, occupancy_grid, random_shapes, surface_points, volume_iou
 from ..data.render import render, to_model_input
 
-__all__ = ["EVAL_SEED", "evaluate", "curve_due", "curve_point"]
+__all__ = ["EVAL_SEED", "evaluate", "curve_due", "curve_point", "tf32"]
 
 #: Held-out shapes are drawn from seeds >= this (training draws from seeds < 10^6).
 EVAL_SEED = 10_000_000
@@ -41,8 +43,6 @@ def curve_point(log: dict, stage: str, step: int, models, dit_and_scale, opts) -
         ema, scale = dit_and_scale
         r = evaluate(models["encoder"], models["vae"], ema["dit"], ema["conditioner"], scale, cur)
         point = {"step": step, "image_iou": r["image_iou"][str(opts.eval_guidance)]}
-    if opts.device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True  # evaluate() turned TF32 off for the measurement
     log.setdefault("curves", {}).setdefault(stage, []).append(point)
     key = "vae_iou" if dit_and_scale is None else "image_iou"
     print(f"[{stage}] step {step}: held-out {key} {point[key]['overall']:.4f} "
@@ -58,18 +58,37 @@ def _per_family(values: Tensor, family: Tensor) -> dict[str, float]:
     return out
 
 
-@torch.no_grad()
+@contextmanager
+def tf32(enabled: bool | None) -> Iterator[None]:
+    """TF32 for CUDA matmuls and cuDNN set to ``enabled`` inside the block (None: left as is); the caller's
+    settings are restored after it, also on an exception."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        if enabled is not None:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def evaluate(encoder, vae, dit, conditioner, scale: float, opts, chunk: int = 50, *,
              vae_only: bool = False) -> dict:
-    """Held-out shapes (seed EVAL_SEED, balanced over the families): VAE reconstruction IoU and
-    image -> shape IoU (ShapePipeline, reversed convention, ``eval_steps`` calls, CFG ``eval_guidance``),
-    both on the (R + 1)^3 decoding grid, R = ``eval_resolution``, against the analytic occupancy."""
+    """:func:`_evaluate` with full float32 matmuls on CUDA (TF32 is for training speed only); the caller's
+    TF32 settings are restored after."""
+    with tf32(False if torch.device(opts.device).type == "cuda" else None):
+        return _evaluate(encoder, vae, dit, conditioner, scale, opts, chunk, vae_only=vae_only)
+
+
+@torch.no_grad()
+def _evaluate(encoder, vae, dit, conditioner, scale: float, opts, chunk: int = 50, *,
+              vae_only: bool = False) -> dict:
+    """Held-out shapes (seed EVAL_SEED + ``opts.eval_offset``, balanced over the families): VAE reconstruction
+    IoU and image -> shape IoU (ShapePipeline, reversed convention, ``eval_steps`` calls, CFG ``eval_guidance``;
+    skipped when ``vae_only``), both on the (R + 1)^3 decoding grid, R = ``eval_resolution``, against the
+    analytic occupancy."""
     from ..pipeline import ShapePipeline
 
     dev = torch.device(opts.device)
-    if dev.type == "cuda":  # full float32 matmuls for the measurement (TF32 is for training speed only)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
     vae = copy.deepcopy(vae).float().eval()
     vae.config = replace(vae.config, scale_factor=scale)
     seed = EVAL_SEED + opts.eval_offset
@@ -84,13 +103,13 @@ def evaluate(encoder, vae, dit, conditioner, scale: float, opts, chunk: int = 50
         truth = occupancy_grid(s, res)
         surf, nrm = surface_points(s, opts.surface_points, g)
         z = encoder.eval()(surf, nrm).mode().float()
-        recon.append(volume_iou(pipe.decode_volume(z * scale, octree=res, chunk_size=100_000) > 0, truth).cpu())
+        recon.append(volume_iou(pipe.decode_volume(z * scale, octree=res, chunk_size=100_000, decode="dense") > 0, truth).cpu())
         if vae_only:  # the VAE stage's curve
             continue
         cond = pipe.conditioner(to_model_input(render(s, opts.render_size)))
         for w in opts.guidance_sweep:
             lat = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=w, convention="reversed", seed=i)
-            gen[w].append(volume_iou(pipe.decode_volume(lat, octree=res, chunk_size=100_000) > 0, truth).cpu())
+            gen[w].append(volume_iou(pipe.decode_volume(lat, octree=res, chunk_size=100_000, decode="dense") > 0, truth).cpu())
         if i == 0:  # the flipped model in the conventional convention reaches the same latents
             lat_r = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=opts.eval_guidance, seed=i)
             lat_c = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=opts.eval_guidance, seed=i,

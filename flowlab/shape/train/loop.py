@@ -40,10 +40,10 @@ from ..models.image_encoder import PatchConditioner
 from ..data.primitives import FAMILIES, query_points, random_shapes, surface_points
 from ..data.render import render, to_model_input
 from ..models.vae import ShapeVAE, VAEConfig
-from .evaluate import EVAL_SEED, curve_due, curve_point, evaluate
+from .evaluate import EVAL_SEED, curve_due, curve_point, evaluate, tf32
 
-__all__ = ["MiniConfig", "TrainOptions", "MINI", "MINI_512", "THIN_PARTS", "ARCHS", "SMOKE", "build_models", "vae_families", "train", "evaluate",
-           "EVAL_SEED", "TRAIN_SEED"]
+__all__ = ["MiniConfig", "TrainOptions", "MINI", "MINI_512", "THIN_PARTS", "ARCHS", "SMOKE", "build_models",
+           "vae_families", "train", "evaluate", "EVAL_SEED", "TRAIN_SEED"]
 
 TRAIN_SEED = 0
 
@@ -360,14 +360,18 @@ def load_module(module: nn.Module, path: Path) -> nn.Module:
 def train(out: Path, cfg: MiniConfig = MINI, opts: TrainOptions = TrainOptions(), *,
           init: Path | None = None, stages: tuple[str, ...] = ("vae", "dit", "eval")) -> dict:
     """Run the stages, writing ``encoder / vae / dit / conditioner .safetensors`` (fp16) and ``train_log.json``
-    to ``out``. ``init``: a folder with those files to start from (e.g. to skip the VAE stage)."""
+    to ``out``. ``init``: a folder with those files to start from (e.g. to skip the VAE stage).
+    On CUDA the training runs with TF32 on; the caller's TF32 settings are restored after."""
+    with tf32(True if torch.device(opts.device).type == "cuda" else None):
+        return _train(out, cfg, opts, init=init, stages=stages)
+
+
+def _train(out: Path, cfg: MiniConfig, opts: TrainOptions, *, init: Path | None,
+           stages: tuple[str, ...]) -> dict:
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(opts.device)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     models = build_models(cfg, opts.seed)
     log: dict = {"config": {"vae": cfg.vae.as_dict(), "encoder": cfg.encoder.as_dict(), "dit": cfg.dit.as_dict(),
                             "image": dict(cfg.image)},
