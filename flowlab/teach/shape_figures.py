@@ -85,7 +85,7 @@ def family_gallery_data(pipe=None, *, seed: int = 0, steps: int = 50, guidance: 
         with torch.no_grad():
             cond = pipe.encode_image(to_model_input(rgba))
             lat = pipe.sample_latents(cond, steps=steps, guidance=guidance, convention="reversed", seed=seed)
-            logits = pipe.decode_volume(lat, octree=resolution, chunk_size=20000)
+            logits = pipe.decode_volume(lat, octree=resolution, chunk_size=20000, decode="dense")
             sdf = shape.sdf(pts).view(n, n, n)
         try:
             generated = pipe.mesh(logits)
