@@ -100,6 +100,11 @@ def _import_module(module_name: str, name: str, allow_import: Sequence[str]) -> 
     try:
         return _import_outside_cwd(module_name, opted_in)
     except ModuleNotFoundError as exc:
+        from ._optional import OPTIONAL, MissingDependency, missing_message
+
+        missing = (exc.name or "").split(".")[0]
+        if missing in OPTIONAL:  # a listed library (or one it needs) is missing: the extra to install, no "did you mean"
+            raise MissingDependency(missing_message(missing, f"inspecting {name}", str(exc)), name=missing) from None
         if exc.name == top and top in _INSTALL:
             raise FlowlabError(f"{name} needs the package {top}, which is not installed: {_INSTALL[top]}") from None
         raise FlowlabError(f"cannot import module {module_name!r} ({exc}).{_suggest(name, KNOWN_SCHEDULERS)}") from None

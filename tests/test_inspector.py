@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from flowlab import FlowlabError
 from flowlab.cli import main
+from flowlab.resources import data_dir
 from flowlab.inspector import inspect, inspect_step, resolve_scheduler, schedule_step
 from flowlab.schedules import hunyuan_compat, shifted, uniform
 from flowlab.conventions import CONVENTIONAL
 
-FIXTURE = json.loads((Path(__file__).parent / "data" / "schedulers" / "hunyuan3d2.json").read_text())
+FIXTURE = json.loads((data_dir("schedulers") / "hunyuan3d2.json").read_text())
 
 
 # ---- bare step functions (no third-party library) ------------------------------------------------

@@ -14,6 +14,7 @@ pytest.importorskip("skimage")
 pytest.importorskip("trimesh")
 
 from flowlab.errors import FlowlabError  # noqa: E402
+from flowlab.resources import data_dir  # noqa: E402
 from flowlab.shape.load import checkpoint as ck  # noqa: E402
 from flowlab.shape.models.conditioner import load_image  # noqa: E402
 from flowlab.shape.models.dit import ShapeDiT  # noqa: E402
@@ -27,7 +28,7 @@ from flowlab.shape.models.vae import ShapeVAE  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one CPU thread (conftest)
 
-DATA = Path(__file__).parent / "data" / "hy3dgen"
+DATA = data_dir("hy3dgen")  # package data (flowlab/data/hy3dgen)
 
 
 @pytest.fixture(scope="module")

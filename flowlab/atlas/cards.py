@@ -42,10 +42,17 @@ def _pip_hint(module: str) -> str:
 
 
 def require(module: str) -> types.ModuleType:
-    """Import ``module`` (e.g. ``"diffusers"``) or raise :class:`FlowlabError` with the pip line to fix it."""
+    """Import ``module`` (e.g. ``"diffusers"``) or raise :class:`flowlab._optional.MissingDependency` (a
+    :class:`FlowlabError`) naming the extra to install and the exact version the cards were verified with."""
+    from .._optional import MissingDependency, missing_message
+
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module
+        raise MissingDependency(f"{missing_message(missing, 'this convention card', str(exc))} (the cards were "
+                                f"verified with `{_pip_hint(missing)}`)", name=missing) from None
+    except ImportError as exc:  # installed but broken (a wrong version, a missing compiled part)
         raise FlowlabError(f"this card needs {module!r}, which is not importable ({exc}); "
                            f"install it with `{_pip_hint(module)}`") from None
 
@@ -242,7 +249,7 @@ CARDS: tuple[Card, ...] = (
                "set_alpha_to_one=False ends at abar_0 < 1: the last step does not reach the data")),
     Card(
         key="hunyuan3d2", system="Hunyuan3D-2 shapegen FlowMatchEulerDiscreteScheduler (hy3dgen 2.0.2)",
-        pip="hy3dgen==2.0.2 (fixtures only: tests/data/schedulers)", convention="reversed",
+        pip="hy3dgen==2.0.2 (fixtures only: flowlab/data/schedulers)", convention="reversed",
         time="t runs 0 -> 1 (pipeline: sigmas = linspace(0, 1, N); scheduler appends 1.0)",
         interpolant="x = t D + (1 - t) E", network_output="v = D - E",
         data_prediction="x + (1 - t) v (pred_x1); Hunyuan3D-2 #124 mistakes x - t v for it",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -114,9 +113,9 @@ def _verify_flow_matching() -> list[Measurement]:
     from ..schedules import uniform
 
     require("flow_matching")
-    from flow_matching.path import AffineProbPath
-    from flow_matching.path.scheduler import CondOTScheduler
-    from flow_matching.solver import ODESolver
+    AffineProbPath = require("flow_matching.path").AffineProbPath
+    CondOTScheduler = require("flow_matching.path.scheduler").CondOTScheduler
+    ODESolver = require("flow_matching.solver").ODESolver
 
     dt64 = torch.float64
     path = AffineProbPath(scheduler=CondOTScheduler())
@@ -153,7 +152,7 @@ def _verify_flow_matching() -> list[Measurement]:
 
 def _verify_torchcfm() -> list[Measurement]:
     require("torchcfm")
-    from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
+    ConditionalFlowMatcher = require("torchcfm.conditional_flow_matching").ConditionalFlowMatcher
 
     dt64 = torch.float64
     x0, x1 = _noise((16, 3), 8, dt64), _noise((16, 3), 9, dt64)
@@ -302,17 +301,16 @@ def paths_table() -> str:
 
 # ---- fixtures ----------------------------------------------------------------------------------------
 
-FIXTURE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "schedulers"
-
-
 def load_scheduler_fixture(name: str) -> dict:
-    """Load ``tests/data/schedulers/<name>.json`` (written by tools/make_scheduler_fixtures.py)."""
+    """Load ``flowlab/data/schedulers/<name>.json`` (package data, written by tools/make_scheduler_fixtures.py)."""
     import json
 
-    path = FIXTURE_DIR / f"{name}.json"
+    from ..resources import data_dir
+
+    path = data_dir("schedulers") / f"{name}.json"
     if not path.is_file():
-        raise FlowlabError(f"scheduler fixture {path} is missing; regenerate it with "
-                           "`/work/venvs/hy3dgen/bin/python tools/make_scheduler_fixtures.py --update` "
-                           "(needs hy3dgen) or check out tests/data/schedulers/")
+        raise FlowlabError(f"scheduler fixture {path} is missing: reinstall flowlab (pip install --force-reinstall "
+                           "flowlab); a developer regenerates it with `python tools/make_scheduler_fixtures.py "
+                           "--update` in a virtual environment that has hy3dgen installed")
     with path.open(encoding="utf-8") as fh:
         return json.load(fh)

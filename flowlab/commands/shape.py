@@ -6,7 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..shape.pipeline import DECODE_MODES, SAMPLING_CONVENTIONS
+#: flowlab.shape.pipeline's DECODE_MODES and SAMPLING_CONVENTIONS' names (the first is the default), written out
+#: so that --help imports no torch; tests/test_cli_help.py keeps them equal to the pipeline's.
+DECODE_MODES = ("hierarchical", "dense")
+SAMPLING_CONVENTION_NAMES = ("reversed", "conventional")
 
 NAME = "shape"
 HELP = "generate a mesh from an image with a Hunyuan3D-2 shape model (either convention)"
@@ -56,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isosurface", default="auto", choices=["auto", "skimage", "torch"],
                         help="marching cubes: skimage lewiner on the CPU (the reference), torch (where the volume "
                              "is), or auto (default: torch on a GPU, skimage on the CPU)")
-    parser.add_argument("--convention", default=SAMPLING_CONVENTIONS[0].name,
-                        choices=[c.name for c in SAMPLING_CONVENTIONS],
+    parser.add_argument("--convention", default=SAMPLING_CONVENTION_NAMES[0],
+                        choices=SAMPLING_CONVENTION_NAMES,
                         help="sampling convention (default reversed, as released)")
     parser.add_argument("--time-rounding", default="reference", choices=["reference", "none"],
                         help="t fed to the DiT: 'reference' rounds 1000 t to the latents' dtype as hy3dgen does "
@@ -165,11 +168,15 @@ def run(args: argparse.Namespace) -> int:
                                   callback=lambda info: bar.update(1))
     bar.close()
     n = octree + 1
-    # hierarchical decoding evaluates an unknown subset of the (R + 1)^3 points: no total then
-    bar = tqdm(total=None if decode == "hierarchical" else n ** 3, desc="decoding", unit="pt", unit_scale=True,
-               file=sys.stderr, disable=quiet)
+    # The total is the dense grid's (R + 1)^3 points; hierarchical decoding evaluates only the points near the
+    # surface (a fraction of them), so its bar stops short of the total and is completed when the volume is done.
+    bar = tqdm(total=n ** 3, desc="decoding" if decode == "dense" else "decoding (of the dense grid)", unit="pt",
+               unit_scale=True, file=sys.stderr, disable=quiet)
     logits = pipe.decode_volume(latents, octree=octree, chunk_size=args.chunk_size,
                                 decode=decode, kv_topk=args.kv_topk, progress=bar.update)
+    if not quiet:
+        bar.total = bar.n  # what hierarchical decoding actually evaluated: the bar ends at 100 %
+        bar.refresh()
     bar.close()
     mesh = pipe.mesh(logits, method=args.isosurface)
     export_mesh(mesh, out)

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for the checkpoints and train_log.json")
     parser.add_argument("--smoke", action="store_true", help="toy sizes, a few steps, CPU: checks the code path")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the shapes and the batches (default 0)")
     parser.add_argument("--arch", default="mini", choices=["mini", "mini-512"],
                         help="mini: the shipped architecture (128 latent tokens, default); mini-512: issue 21's "
                              "512-token candidate with thin-part query sampling")
@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae-batch", type=int, default=192, help="shapes per VAE step (default 192)")
     parser.add_argument("--dit-batch", type=int, default=512, help="pool samples per DiT step (default 512)")
     parser.add_argument("--deadline", type=float, default=None, help="wall-clock budget in s for everything")
-    parser.add_argument("--eval-shapes", type=int, default=200)
+    parser.add_argument("--eval-shapes", type=int, default=200,
+                        help="held-out shapes (a fixed seed, all families) for the final IoU evaluation (default 200)")
     parser.add_argument("--export", metavar="FOLDER", help="write the shipped folder layout from --out's checkpoints")
 
 

@@ -113,17 +113,19 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
 
 def find_exercise_notebooks(folder: str | Path | None = None) -> list[Path]:
     """The solved exercise notebooks ``EX_*.ipynb``: in ``folder``, else ``./notebooks/exercises``, else the
-    ``notebooks/exercises`` folder beside the installed package (a source checkout)."""
-    here = Path(__file__).resolve().parent.parent.parent
-    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks" / "exercises", here / "notebooks" / "exercises"]
+    ``exercises`` folder of the tutorial that ships with flowlab (:func:`flowlab.resources.notebooks_dir`)."""
+    from ..resources import tutorial_candidates
+
+    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks" / "exercises",
+                                                *(t / "exercises" for t in tutorial_candidates())]
     for cand in candidates:
         if cand.is_dir():
             found = sorted(cand.glob("EX_*.ipynb"))
             if found:
                 return found
     tried = ", ".join(str(c) for c in candidates)
-    raise FlowlabError(f"no solved exercise notebooks (EX_*.ipynb) found in {tried}; run from the flowlab checkout "
-                       "or pass --source DIR")
+    raise FlowlabError(f"no solved exercise notebooks (EX_*.ipynb) found in {tried}; pass --source DIR, "
+                       "or reinstall flowlab (pip install --force-reinstall flowlab) to get its tutorial back")
 
 
 def write_student_notebooks(out: str | Path, source: str | Path | None = None, *, force: bool = False) -> list[Path]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from .._optional import require
 from ..shape.load.checkpoint import MODELS_ENV, DEFAULT_MODELS_DIR, weight_file
 
 __all__ = ["WEIGHTS_ENV", "IMAGE_ENV", "find_official_weights", "example_image",
@@ -35,7 +36,8 @@ def find_official_weights() -> Path | None:
 
 def example_image(size: int = 256):
     """A deterministic RGBA picture of a simple object (a mushroom: cap and stem) on a transparent background."""
-    from PIL import Image, ImageDraw
+    Image = require("PIL.Image", "drawing the demo image")
+    ImageDraw = require("PIL.ImageDraw")
 
     img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)

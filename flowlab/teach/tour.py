@@ -68,18 +68,20 @@ class _StopTour(Exception):
 def find_notebooks(folder: str | Path | None) -> list[Path]:
     """The tutorial notebooks ``NN_*.ipynb`` in reading order.
 
-    ``folder`` defaults to ``./notebooks``, else the ``notebooks`` folder beside the installed
-    package (a source checkout).
+    ``folder`` defaults to ``./notebooks``, else the tutorial that ships with flowlab
+    (:func:`flowlab.resources.notebooks_dir`: the wheel's copy, or a checkout's ``notebooks/``).
     """
-    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", Path(__file__).resolve().parents[2] / "notebooks"]
+    from ..resources import tutorial_candidates
+
+    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", *tutorial_candidates()]
     for cand in candidates:
         if cand.is_dir():
             found = sorted(p for p in cand.glob("[0-9][0-9]_*.ipynb"))
             if found:
                 return found
     tried = ", ".join(str(c) for c in candidates)
-    raise FlowlabError(f"no tutorial notebooks (NN_*.ipynb) found in {tried}; "
-                       "run from the flowlab checkout or pass --notebooks DIR")
+    raise FlowlabError(f"no tutorial notebooks (NN_*.ipynb) found in {tried}; pass --notebooks DIR, "
+                       "or reinstall flowlab (pip install --force-reinstall flowlab) to get its tutorial back")
 
 
 def check_timeout(timeout: float) -> float:
@@ -146,6 +148,7 @@ class _Runner:
         self.client: Any = None
         self.cell_index: int | None = None
         self.n_cells = 0
+        self.cell_bar: Any = None  # a tqdm bar over the running notebook's code cells (total known), or None
 
     # SIGINT: first one interrupts the running cell (the kernel gets SIGINT, the cell ends with
     # KeyboardInterrupt, nbclient shuts the kernel down); the second one kills the kernel.
@@ -175,6 +178,8 @@ class _Runner:
         if self.interrupted:
             raise _StopTour()
         self.cell_index = cell_index
+        if self.cell_bar is not None:
+            self.cell_bar.update(1)
 
     def where(self, nb: Any) -> str:
         """``in cell 3 of 12 (`first line`)``, or ``before its first cell``."""
@@ -326,8 +331,17 @@ def _execute_all(notebooks: list[Path], out: Path, device: str, runner: "_Runner
             start = time.perf_counter()
             kernel_log.write(f"== {path.name}\n")
             kernel_log.flush()
-            with _env(env):
-                err = runner.execute(nb, path, kernel_log)
+            if bar is not None:  # the cells of a long notebook, under the notebooks bar; both go to stderr only
+                runner.cell_bar = tqdm(total=sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip()),
+                                       desc=f"  {path.stem[:20]}", unit="cell", leave=False, position=1,
+                                       file=sys.stderr)
+            try:
+                with _env(env):
+                    err = runner.execute(nb, path, kernel_log)
+            finally:
+                if runner.cell_bar is not None:
+                    runner.cell_bar.close()
+                    runner.cell_bar = None
             runs.append(NotebookRun(path.name, time.perf_counter() - start, err, "failed" if err else "ran"))
             write_atomic(out / path.name, nbformat.writes(nb))
             executed[path.name] = nb

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..._optional import require
 from ...errors import FlowlabError
 from ..models.dit import ShapeDiT
 from ..models.vae import KV, GeoDecoder
@@ -259,7 +260,7 @@ def decode_dense_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = RELEASE
 
 def _slab_marching_cubes(args: tuple) -> tuple:
     """Worker: skimage 'lewiner' on one x-slab; vertices shifted to the whole volume's index frame."""
-    from skimage import measure
+    measure = require("skimage.measure", "marching cubes (skimage)")
 
     slab, level, x0 = args
     lo, hi = float(slab.min()), float(slab.max())
@@ -284,7 +285,7 @@ def marching_cubes_parallel(logits: Tensor, *, level: float = 0.0, bounds: float
     slabs one after another. Raises FlowlabError when the volume does not cross ``level``.
     """
     import numpy as np
-    import trimesh
+    trimesh = require("trimesh", "writing a mesh")
 
     from .mesh import Mesh
 

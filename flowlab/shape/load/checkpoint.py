@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..._optional import MissingDependency, missing_message, require
 from ...errors import FlowlabError
 
 __all__ = [
@@ -100,7 +101,8 @@ def _hf_cached(repo: str, subfolder: str, download: bool) -> Path | None:
         from huggingface_hub import snapshot_download
     except ImportError:
         if download:
-            raise FlowlabError("downloading needs huggingface_hub: pip install huggingface_hub") from None
+            raise MissingDependency(missing_message("huggingface_hub", "downloading a model"),
+                                    name="huggingface_hub") from None
         return None
     try:
         root = snapshot_download(repo_id=repo, allow_patterns=[f"{subfolder}/*"], local_files_only=not download)
@@ -185,7 +187,7 @@ def find_model_folder(spec: str | os.PathLike, *, subfolder: str | None = None, 
 
 def read_config(folder: Path) -> dict:
     """config.yaml of a model folder, checked for the sections flowlab needs and known targets."""
-    import yaml
+    yaml = require("yaml", "reading the model's config.yaml")
 
     path = Path(folder) / "config.yaml"
     if not path.is_file():

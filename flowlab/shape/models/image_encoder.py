@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..._optional import require
 from ...errors import FlowlabError
 from .vae import Transformer
 
@@ -106,7 +107,8 @@ def load_mini_image(image: "str | os.PathLike | object", size: int = 64) -> Tens
     pixels, or one with nothing on it (fully transparent, or uniformly one colour).
     Grayscale (L, LA), palette and RGB(A) images are converted.
     """
-    from PIL import Image, UnidentifiedImageError
+    Image = require("PIL.Image", "reading an image")
+    UnidentifiedImageError = Image.UnidentifiedImageError
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
