@@ -111,6 +111,27 @@ def test_query_labels_and_occupancy_grid_follow_the_sdf_sign() -> None:
     assert float(volume_iou(grid, empty).max()) == 0.0
 
 
+def test_near_queries_take_an_equal_share_of_each_sigma_in_order() -> None:
+    """Three sigmas a decade apart: each third of the near queries sits at its own distance from the surface
+    (a sampler that used one sigma for all, or shuffled the shares, fails)."""
+    s = _single(0, (0.6, 0.6, 0.6, 0.0))
+    g = torch.Generator().manual_seed(2)
+    q, occ = query_points(s, 0, 3000, g, sigmas=(0.002, 0.02, 0.2))
+    d = s.sdf(q).abs()[0]
+    means = [float(d[i * 1000:(i + 1) * 1000].mean()) for i in range(3)]
+    # |N(0, sigma^2 I)| along the normal: mean sigma * sqrt(2 / pi) ~ 0.8 sigma (clamping trims the largest)
+    assert 0.0008 < means[0] < 0.0025 and 0.008 < means[1] < 0.025 and 0.08 < means[2] < 0.25, means
+    q2, _ = query_points(s, 0, 3000, torch.Generator().manual_seed(2), sigmas=(0.01, 0.05))  # two: halves
+    d2 = s.sdf(q2).abs()[0]
+    assert float(d2[:1500].mean()) < 0.6 * float(d2[1500:].mean())
+
+
+@pytest.mark.parametrize("sigmas", [(), (0.01, 0.0), (-0.01,)])
+def test_bad_sigmas_are_refused(sigmas) -> None:
+    with pytest.raises(FlowlabError, match="sigmas must be positive"):
+        query_points(random_shapes(1, 0), 4, 4, torch.Generator().manual_seed(0), sigmas=sigmas)
+
+
 def test_sphere_volume_on_the_grid_matches_four_thirds_pi_r_cubed() -> None:
     s = _single(0, (0.6, 0.6, 0.6, 0.0))
     occ = occupancy_grid(s, 80)

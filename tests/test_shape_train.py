@@ -34,6 +34,10 @@ def test_smoke_run_trains_evaluates_and_is_deterministic(tmp_path: Path, capsys)
     pipe = load_pipeline(mini_folder(dest), with_conditioner=True, dtype=torch.float32)
     assert pipe.dit.config.hidden_size == SMOKE.dit.hidden_size
     assert "vae_iou" in capsys.readouterr().out
+    # held-out curves during training: every VAE step of 4 (the last included), DiT steps before the final eval
+    assert [p["step"] for p in la["curves"]["vae"]] == [1, 2, 3, 4]
+    assert [p["step"] for p in la["curves"]["dit"]] == [1, 2, 3]
+    assert set(la["curves"]["dit"][0]["image_iou"]) == set(la["eval"]["vae_iou"])
 
 
 def test_bad_stage_names_are_refused(tmp_path: Path) -> None:
@@ -96,9 +100,47 @@ def test_kl_is_zero_for_the_standard_normal_and_positive_otherwise() -> None:
     assert abs(float(DiagonalGaussian(m).kl()[0]) - 0.5 * 0.25) < 1e-6
 
 
+def test_mini_512_architecture_and_thin_part_sampling() -> None:
+    from flowlab.shape.data.primitives import FAMILIES, random_shapes
+    from flowlab.shape.train.loop import ARCHS, MINI, vae_batch, vae_families
+
+    cfg, recipe = ARCHS["mini-512"]
+    assert cfg.vae.num_latents == cfg.encoder.num_latents == 512
+    assert cfg.dit.in_channels == cfg.vae.embed_dim == cfg.encoder.embed_dim == 32
+    assert ARCHS["mini"] == (MINI, {}) and MINI.vae.num_latents == 128  # the shipped architecture stays
+    opts = TrainOptions(**recipe, surface_points=256)
+    fams = vae_families(opts)
+    assert fams.count("mug") == fams.count("table") == 3 and all(fams.count(f) == 1 for f in FAMILIES[:8])
+    drawn = random_shapes(3000, 5, families=fams).family
+    share = float((drawn == FAMILIES.index("table")).float().mean())
+    assert abs(share - 3 / 14) < 0.03  # not 1 / 10: the boost reaches the batches
+    shapes = random_shapes(4, 1)
+    _, _, q, occ = vae_batch(shapes, opts, torch.Generator().manual_seed(0))
+    assert q.shape == (4, 6144, 3) and occ.shape == (4, 6144)
+    d = shapes.sdf(q).abs()
+    uniform, near = d[:, :1536], d[:, 1536:]  # 25 % uniform, then 75 % near the surface
+    assert float(near.median()) < 0.02 < float(uniform.median())
+    default = TrainOptions(surface_points=256)  # the shipped recipe: half and half, sigmas 0.01 / 0.05
+    _, _, q0, _ = vae_batch(shapes, default, torch.Generator().manual_seed(0))
+    assert q0.shape[1] == 4096 and float(shapes.sdf(q0).abs()[:, :2048].median()) > 0.02
+
+
+def test_evaluation_offset_draws_other_held_out_shapes() -> None:
+    from flowlab.shape.train.evaluate import EVAL_SEED, evaluate
+
+    m = build_models(SMOKE)
+    kw = dict(eval_shapes=2, eval_steps=1, eval_resolution=4, guidance_sweep=(5.0,), surface_points=32)
+    a = evaluate(m["encoder"], m["vae"], m["dit"], m["conditioner"], 1.0, TrainOptions(**kw))
+    b = evaluate(m["encoder"], m["vae"], m["dit"], m["conditioner"], 1.0, TrainOptions(**kw, eval_offset=1),
+                 vae_only=True)
+    assert a["seed"] == EVAL_SEED and b["seed"] == EVAL_SEED + 1
+    assert "5.0" in a["image_iou"] and b["image_iou"] == {} and b["flip_max_abs_latent_diff"] is None
+
+
 @pytest.mark.parametrize("before", [(True, False), (False, True)])
 def test_train_and_evaluate_restore_the_callers_tf32_settings(monkeypatch, before) -> None:
     """train() runs with TF32 on and evaluate() with it off on CUDA; both leave the caller's settings as they were."""
+    import flowlab.shape.train.evaluate as ev
     import flowlab.shape.train.loop as loop
 
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
@@ -109,7 +151,7 @@ def test_train_and_evaluate_restore_the_callers_tf32_settings(monkeypatch, befor
     def failing_eval(*a, **k):
         seen["eval"] = (matmul.allow_tf32, cudnn.allow_tf32)
         raise RuntimeError("evaluation failed")
-    monkeypatch.setattr(loop, "_evaluate", failing_eval)
+    monkeypatch.setattr(ev, "_evaluate", failing_eval)
     try:
         matmul.allow_tf32, cudnn.allow_tf32 = before
         opts = TrainOptions(device="cuda")  # only the device type is read before the (replaced) stages

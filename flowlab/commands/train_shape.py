@@ -14,7 +14,8 @@ Stage 1 trains the ShapeVAE (encoder + decoder) on occupancy BCE + KL; stage 2 r
 encodes them to latents and trains the image encoder + DiT with flow matching in the REVERSED
 convention (x_t = t D + (1 - t) E, target D - E), condition dropped to zeros 10% of the time; then the
 held-out evaluation (VAE IoU, image -> shape IoU). --smoke runs a toy configuration on the CPU in seconds.
---export writes the official folder layout (config.yaml + model.fp16.safetensors) from a finished run."""
+--export writes the official folder layout (config.yaml + model.fp16.safetensors) from a finished run.
+--arch mini-512 trains issue 21's larger candidate (512 latent tokens, thin-part query sampling)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke", action="store_true", help="toy sizes, a few steps, CPU: checks the code path")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the shapes and the batches (default 0)")
+    parser.add_argument("--arch", default="mini", choices=["mini", "mini-512"],
+                        help="mini: the shipped architecture (128 latent tokens, default); mini-512: issue 21's "
+                             "512-token candidate with thin-part query sampling")
     parser.add_argument("--stages", default="vae,dit,eval", help="comma-separated subset of vae,dit,eval")
     parser.add_argument("--init", metavar="FOLDER", help="start from the checkpoints in FOLDER (resume)")
     parser.add_argument("--vae-steps", default="auto", help="VAE steps, or 'auto' (fit --vae-time)")
@@ -54,7 +58,7 @@ def _steps(value: str, flag: str = "--steps"):
 def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..errors import FlowlabError
-    from ..shape.train.loop import MINI, SMOKE, TrainOptions, train
+    from ..shape.train.loop import ARCHS, SMOKE, TrainOptions, train
 
     out = Path(args.out)
     if args.export:
@@ -90,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
                             queries=64, pool=8, dit_batch=4, render_size=16, eval_shapes=10, eval_steps=3,
                             eval_resolution=8, guidance_sweep=(5.0,), log_every=2, warmup=2)
     else:
-        cfg = MINI
-        opts = TrainOptions(seed=args.seed, device=str(device), vae_steps=vae_steps, vae_time=args.vae_time,
+        cfg, recipe = ARCHS[args.arch]
+        opts = TrainOptions(**recipe, seed=args.seed, device=str(device), vae_steps=vae_steps, vae_time=args.vae_time,
                             dit_steps=dit_steps, dit_time=args.dit_time, pool=args.pool,
                             deadline=args.deadline, eval_shapes=args.eval_shapes, vae_batch=args.vae_batch,
                             dit_batch=args.dit_batch)

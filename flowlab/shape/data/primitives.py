@@ -362,18 +362,21 @@ def surface_points(shapes: ShapeBatch, n: int, generator: torch.Generator, *, ca
 
 
 def query_points(shapes: ShapeBatch, n_volume: int, n_near: int, generator: torch.Generator,
-                 surface: Tensor | None = None, sigmas: tuple[float, float] = (0.01, 0.05),
+                 surface: Tensor | None = None, sigmas: tuple[float, ...] = (0.01, 0.05),
                  bounds: float = 1.01) -> tuple[Tensor, Tensor]:
     """Labelled queries: ``n_volume`` uniform in the box plus ``n_near`` near the surface (Gaussian
-    offsets of surface points, half with each sigma). Returns points (B, n, 3), occupancy (B, n) float."""
+    offsets of surface points, an equal share with each of ``sigmas``; small sigmas put queries on both
+    sides of thin parts such as a table leg or a mug handle). Returns points (B, n, 3), occupancy (B, n) float."""
+    if not sigmas or any(not (s > 0) for s in sigmas):
+        raise FlowlabError(f"query_points: sigmas must be positive distances, got {sigmas!r}")
     b, dev = len(shapes), shapes.device
     vol = (torch.rand(b, n_volume, 3, generator=generator, device=dev) * 2 - 1) * bounds
     if surface is None:
         surface, _ = surface_points(shapes, n_near, generator)
     idx = torch.randint(surface.shape[1], (b, n_near), generator=generator, device=dev)
     near = torch.gather(surface, 1, idx[..., None].expand(-1, -1, 3))
-    sig = torch.full((b, n_near, 1), sigmas[0], device=dev)
-    sig[:, n_near // 2:] = sigmas[1]
+    share = torch.arange(n_near, device=dev) * len(sigmas) // max(1, n_near)  # 0 .. len(sigmas) - 1
+    sig = torch.tensor(sigmas, dtype=torch.float32, device=dev)[share].view(1, n_near, 1).expand(b, -1, -1)
     near = (near + sig * torch.randn(b, n_near, 3, generator=generator, device=dev)).clamp(-bounds, bounds)
     pts = torch.cat([vol, near], dim=1)
     return pts, shapes.occupancy(pts).float()

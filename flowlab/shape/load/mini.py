@@ -74,21 +74,23 @@ def resolve_model(spec: str) -> str:
     return str(mini_folder()) if spec == MINI_NAME else spec
 
 
-def load_mini(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-    """The shipped model as a :class:`~flowlab.shape.pipeline.ShapePipeline` (image conditioner loaded)."""
+def load_mini(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, folder: Path | None = None):
+    """The shipped model (or an exported mini-layout ``folder`` with its manifest) as a
+    :class:`~flowlab.shape.pipeline.ShapePipeline` (image conditioner loaded)."""
     from .folder import load_pipeline
 
-    return load_pipeline(mini_folder(), device=device, dtype=dtype, with_conditioner=True)
+    return load_pipeline(mini_folder(folder), device=device, dtype=dtype, with_conditioner=True)
 
 
-def load_mini_encoder(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+def load_mini_encoder(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                      folder: Path | None = None):
     """The ShapeVAE encoder trained with the mini model (strict load)."""
     yaml = require("yaml", "the mini model's config.yaml")
 
     from .checkpoint import load_strict, read_state_dict
     from ..models.encoder import EncoderConfig, ShapeVAEEncoder
 
-    folder = mini_folder()
+    folder = mini_folder(folder)
     cfg = yaml.safe_load((folder / "config.yaml").read_text())["flowlab"]["encoder"]
     enc = ShapeVAEEncoder(EncoderConfig(**cfg["params"]))
     path = folder / cfg["weights"]
@@ -197,13 +199,14 @@ def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
 
 
 def evaluate_shipped(shapes: int = 20, steps: int = 50, resolution: int = 32, guidance: float = 5.0,
-                     device: str = "cpu") -> dict:
-    """:func:`flowlab.shape.train.loop.evaluate` on the shipped weights (a smaller check than the training run's:
-    fewer shapes and a coarser grid, so that it runs on a CPU in about a minute)."""
+                     device: str = "cpu", *, folder: Path | None = None, offset: int = 0) -> dict:
+    """:func:`flowlab.shape.train.evaluate.evaluate` on the shipped fp16 weights (or an exported ``folder``):
+    a smaller check than the training run's (fewer shapes; ``offset`` 1 draws them from another seed than
+    the training run's 200), so that it runs on a CPU."""
     from ..train.loop import TrainOptions, evaluate
 
-    pipe = load_mini(device=device)
+    pipe = load_mini(device=device, folder=folder)
     opts = TrainOptions(device=device, eval_shapes=shapes, eval_steps=steps, eval_resolution=resolution,
-                        eval_guidance=guidance, guidance_sweep=(guidance,))
-    return evaluate(load_mini_encoder(device=device), pipe.vae, pipe.dit, pipe.conditioner,
+                        eval_guidance=guidance, guidance_sweep=(guidance,), eval_offset=offset)
+    return evaluate(load_mini_encoder(device=device, folder=folder), pipe.vae, pipe.dit, pipe.conditioner,
                     float(pipe.vae.config.scale_factor), opts)

@@ -26,8 +26,6 @@ import copy
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -39,16 +37,15 @@ from ...conventions import REVERSED
 from ..models.dit import DiTConfig, ShapeDiT
 from ..models.encoder import EncoderConfig, ShapeVAEEncoder
 from ..models.image_encoder import PatchConditioner
-from ..data.primitives import FAMILIES, occupancy_grid, query_points, random_shapes, surface_points, volume_iou
+from ..data.primitives import FAMILIES, query_points, random_shapes, surface_points
 from ..data.render import render, to_model_input
 from ..models.vae import ShapeVAE, VAEConfig
+from .evaluate import EVAL_SEED, curve_due, curve_point, evaluate, tf32
 
-__all__ = ["MiniConfig", "TrainOptions", "MINI", "SMOKE", "build_models", "train", "evaluate",
-           "EVAL_SEED", "TRAIN_SEED"]
+__all__ = ["MiniConfig", "TrainOptions", "MINI", "MINI_512", "THIN_PARTS", "ARCHS", "SMOKE", "build_models",
+           "vae_families", "train", "evaluate", "EVAL_SEED", "TRAIN_SEED"]
 
 TRAIN_SEED = 0
-#: Held-out shapes are drawn from seeds >= this (training draws from seeds < 10^6).
-EVAL_SEED = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -70,13 +67,27 @@ class MiniConfig:
             raise ValueError("DiT channels do not match the VAE / image encoder")
 
 
+#: The shipped mini model's architecture (128 latent tokens x 64 channels).
 MINI = MiniConfig()
+#: Issue 21's larger candidate: 512 latent tokens x 32 channels, 8 heads, 4 decoder layers, a 2-layer
+#: encoder, 3 single DiT blocks (measured in benchmarks/results/mini_issue21; not the shipped weights).
+MINI_512 = MiniConfig(
+    vae=replace(MINI.vae, num_latents=512, embed_dim=32, heads=8, num_decoder_layers=4),
+    encoder=EncoderConfig(num_latents=512, embed_dim=32, width=256, heads=8, num_encoder_layers=2),
+    dit=replace(MINI.dit, in_channels=32, depth_single_blocks=3))
 #: A toy configuration for ``--smoke`` (CPU, seconds).
 SMOKE = MiniConfig(
     vae=replace(MINI.vae, num_latents=16, embed_dim=8, width=32, heads=2, num_decoder_layers=1),
     encoder=EncoderConfig(num_latents=16, embed_dim=8, width=32, heads=2, num_encoder_layers=1),
     dit=DiTConfig(in_channels=8, context_in_dim=16, hidden_size=32, num_heads=2, depth=1, depth_single_blocks=1),
     image=dict(image_size=16, patch_size=8, width=16, layers=1, heads=2))
+
+
+#: Issue 21's query sampling for thin parts (table legs, mug handles): 6144 queries, 75% near the surface
+#: at three sigmas, mug and table drawn 3x as often in VAE batches. The shipped model used the defaults.
+THIN_PARTS = dict(queries=6144, near_fraction=0.75, near_sigmas=(0.004, 0.012, 0.04), boost=("mug", "table") * 2)
+#: ``train-shape --arch``: architecture and the sampling options that go with it.
+ARCHS = {"mini": (MINI, {}), "mini-512": (MINI_512, THIN_PARTS)}
 
 
 @dataclass
@@ -90,6 +101,9 @@ class TrainOptions:
     vae_lr: float = 4e-4
     surface_points: int = 2048
     queries: int = 4096
+    near_fraction: float = 0.5  # share of the queries near the surface (the rest uniform in the box)
+    near_sigmas: tuple = (0.01, 0.05)  # Gaussian offsets, an equal share each (thin parts need small ones)
+    boost: tuple = ()  # extra draws of these families in VAE batches (("mug", "table") * 2: 3x as often)
     kl_weight: float = 1e-3
     # pool + DiT stage
     pool: int = 80000
@@ -105,7 +119,9 @@ class TrainOptions:
     eval_steps: int = 50
     eval_guidance: float = 5.0
     eval_resolution: int = 64
+    eval_offset: int = 0  # held-out shapes from seed EVAL_SEED + eval_offset (1: the CPU check's other shapes)
     guidance_sweep: tuple = (1.0, 2.0, 3.0, 5.0)
+    curve_points: int = 6  # held-out IoU measured this many times during each stage (the curves in the log)
     # misc
     amp: bool = True
     deadline: float | None = None  # wall-clock seconds from start; stages shrink to fit
@@ -144,11 +160,17 @@ def _shape_seed(seed: int, step: int) -> int:
 
 # ---- stage 1: VAE ----------------------------------------------------------------------------------
 
+def vae_families(opts: TrainOptions) -> tuple[str, ...]:
+    """The families a VAE batch draws from, uniformly: each once, the ``boost`` ones once more per mention."""
+    return FAMILIES + tuple(opts.boost)
+
+
 @torch.no_grad()
 def vae_batch(shapes, opts: TrainOptions, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Surface points, normals (B, n, 3) and labelled queries (B, m, 3), occupancy (B, m), in float32."""
     surf, nrm = surface_points(shapes, opts.surface_points, g)
-    q, occ = query_points(shapes, opts.queries // 2, opts.queries - opts.queries // 2, g, surface=surf)
+    near = int(round(opts.queries * opts.near_fraction))
+    q, occ = query_points(shapes, opts.queries - near, near, g, surface=surf, sigmas=tuple(opts.near_sigmas))
     return surf, nrm, q, occ
 
 
@@ -204,7 +226,7 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
     hist = log.setdefault("vae", {"step": [], "loss": [], "bce": [], "kl": [], "acc": [], "lr": [], "time": []})
     step, start = 0, time.time()
     while step < total:
-        shapes = random_shapes(opts.vae_batch, _shape_seed(opts.seed, step), device=dev)
+        shapes = random_shapes(opts.vae_batch, _shape_seed(opts.seed, step), families=vae_families(opts), device=dev)
         lr = _lr(step, total, opts.vae_lr, opts.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -223,6 +245,8 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
                 hist[k].append(v)
             print(f"[vae] step {step}/{total} loss {loss.item():.4f} bce {parts['bce']:.4f} kl {parts['kl']:.3f} "
                   f"acc {parts['acc']:.4f} ({time.time() - t0:.0f} s)", flush=True)
+        if curve_due(step, total, opts):
+            curve_point(log, "vae", step, models, None, opts)
     log["vae_steps"] = step
 
 
@@ -302,81 +326,10 @@ def train_dit(models, pool, scale: float, opts: TrainOptions, log: dict, t0: flo
             for k, v in (("step", step), ("loss", loss.item()), ("lr", lr), ("time", time.time() - start)):
                 hist[k].append(v)
             print(f"[dit] step {step}/{total} loss {loss.item():.4f} ({time.time() - t0:.0f} s)", flush=True)
+        if curve_due(step, total, opts) and step < total:  # the final point is the full evaluation
+            curve_point(log, "dit", step, models, (ema, scale), opts)
     log["dit_steps"] = step
     return ema
-
-
-# ---- evaluation ------------------------------------------------------------------------------------
-
-def _per_family(values: Tensor, family: Tensor) -> dict[str, float]:
-    out = {}
-    for i, name in enumerate(FAMILIES):
-        m = family == i
-        if m.any():
-            out[name] = round(float(values[m].mean()), 4)
-    out["overall"] = round(float(values.mean()), 4)
-    return out
-
-
-@contextmanager
-def tf32(enabled: bool | None) -> Iterator[None]:
-    """TF32 for CUDA matmuls and cuDNN set to ``enabled`` inside the block (None: left as is); the caller's
-    settings are restored after it, also on an exception."""
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    try:
-        if enabled is not None:
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def evaluate(encoder, vae, dit, conditioner, scale: float, opts: TrainOptions, chunk: int = 50) -> dict:
-    """:func:`_evaluate` with full float32 matmuls on CUDA (TF32 is for training speed only); the caller's
-    TF32 settings are restored after."""
-    with tf32(False if torch.device(opts.device).type == "cuda" else None):
-        return _evaluate(encoder, vae, dit, conditioner, scale, opts, chunk)
-
-
-@torch.no_grad()
-def _evaluate(encoder, vae, dit, conditioner, scale: float, opts: TrainOptions, chunk: int = 50) -> dict:
-    """Held-out shapes (seed EVAL_SEED, balanced over the families): VAE reconstruction IoU and
-    image -> shape IoU (ShapePipeline, reversed convention, ``eval_steps`` calls, CFG ``eval_guidance``),
-    both on the (R + 1)^3 decoding grid, R = ``eval_resolution``, against the analytic occupancy."""
-    from ..pipeline import ShapePipeline
-
-    dev = torch.device(opts.device)
-    vae = copy.deepcopy(vae).float().eval()
-    vae.config = replace(vae.config, scale_factor=scale)
-    shapes = random_shapes(opts.eval_shapes, EVAL_SEED, balanced=True, device=dev)
-    g = torch.Generator(dev).manual_seed(EVAL_SEED)
-    pipe = ShapePipeline(dit=copy.deepcopy(dit), vae=vae, conditioner=copy.deepcopy(conditioner), device=dev,
-                         dtype=torch.float32)
-    res = opts.eval_resolution
-    recon, gen = [], {w: [] for w in opts.guidance_sweep}
-    for i in range(0, len(shapes), chunk):
-        s = shapes[i:i + chunk]
-        truth = occupancy_grid(s, res)
-        surf, nrm = surface_points(s, opts.surface_points, g)
-        z = encoder.eval()(surf, nrm).mode().float()
-        recon.append(volume_iou(pipe.decode_volume(z * scale, octree=res, chunk_size=100_000, decode="dense") > 0, truth).cpu())
-        cond = pipe.conditioner(to_model_input(render(s, opts.render_size)))
-        for w in opts.guidance_sweep:
-            lat = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=w, convention="reversed", seed=i)
-            gen[w].append(volume_iou(pipe.decode_volume(lat, octree=res, chunk_size=100_000, decode="dense") > 0, truth).cpu())
-        if i == 0:  # the flipped model in the conventional convention reaches the same latents
-            lat_r = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=opts.eval_guidance, seed=i)
-            lat_c = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=opts.eval_guidance, seed=i,
-                                        convention="conventional")
-            flip_diff = float((lat_r - lat_c).abs().max())
-    encoder.train()
-    fam = shapes.family.cpu()
-    out = {"shapes": len(shapes), "seed": EVAL_SEED, "resolution": res, "steps": opts.eval_steps,
-           "schedule": "reference (linspace(0, 1, N) + [1.0], exact t rounding)",
-           "vae_iou": _per_family(torch.cat(recon), fam),
-           "image_iou": {str(w): _per_family(torch.cat(v), fam) for w, v in gen.items()},
-           "guidance": opts.eval_guidance, "flip_max_abs_latent_diff": flip_diff}
-    return out
 
 
 # ---- driver ------------------------------------------------------------------------------------------

@@ -115,6 +115,13 @@ def _build_predictions() -> Figure:
     return predictions_over_t(trajs)
 
 
+def _build_gallery() -> Figure:
+    from ..shape_figures import family_gallery
+
+    with _one_thread():
+        return family_gallery()
+
+
 class _one_thread:
     def __enter__(self) -> None:
         self.n = torch.get_num_threads()
@@ -147,6 +154,9 @@ REGISTRY: dict[str, FigureSpec] = {s.name: s for s in (
     FigureSpec("predictions_over_t", "small multiples: the state, the data prediction and the noise prediction "
                "at four noise levels, conventional and reversed side by side (the static view of the notebooks' "
                "slider)", "02", _build_predictions),
+    FigureSpec("shape_gallery", "the shipped mini model on one shape of each of the ten families: the 64 px render "
+               "it is given, the analytic truth and the generated mesh with its IoU (reversed, 50 calls, CFG 5)",
+               "04", _build_gallery),
 )}
 
 
