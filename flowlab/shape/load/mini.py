@@ -1,0 +1,208 @@
+"""The mini model that ships with flowlab: a trained Hunyuan3D-2-architecture shape model, offline.
+
+``flowlab/shape/weights/mini/`` is laid out like a released hunyuan3d-dit folder: ``config.yaml`` (model,
+vae, conditioner, scheduler sections) and ``model.fp16.safetensors`` (keys prefixed ``model.``, ``vae.``,
+``conditioner.``), loaded by :func:`flowlab.shape.load.folder.load_pipeline` with its strict key checks. Beside
+them: ``vae_encoder.fp16.safetensors`` (the ShapeVAE encoder, not needed to generate), the training log
+(``train_log.json`` and ``training_log.png``) and ``manifest.json`` (the SHA-256 of every file), which
+:func:`mini_folder` checks before anything is loaded, so a missing or altered file is named and
+nothing is generated from it.
+
+Architecture (the released classes at small widths, see :data:`flowlab.shape.train.loop.MINI`): DiT hidden 256,
+4 heads, 1 double + 2 single blocks; VAE 128 latents x 64 channels, width 256, 3 decoder layers, a
+downsampled geometry decoder; a 64 px patch-transformer image encoder (65 tokens x 128) in place of DINOv2.
+Trained by ``flowlab train-shape`` on flowlab's procedural shapes (:mod:`flowlab.shape.data.primitives`),
+in the REVERSED convention as Hunyuan3D-2.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from ...errors import FlowlabError
+
+__all__ = ["MINI_NAME", "MINI_DIR", "MANIFEST", "SHIPPED_FILES", "mini_folder", "load_mini", "load_mini_encoder",
+           "export_folder", "resolve_model", "plot_training_log"]
+
+MINI_NAME = "mini"
+MINI_DIR = Path(__file__).resolve().parents[1] / "weights" / "mini"
+MANIFEST = "manifest.json"
+SHIPPED_FILES = ("config.yaml", "model.fp16.safetensors", "vae_encoder.fp16.safetensors", "train_log.json",
+                 "training_log.png")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def mini_folder(folder: Path | None = None, *, verify: bool = True) -> Path:
+    """The shipped folder, every file checked against ``manifest.json`` (FlowlabError naming the first
+    missing or altered file)."""
+    folder = Path(folder) if folder is not None else MINI_DIR
+    how = ("reinstall flowlab or restore the folder from git (`git checkout -- flowlab/shape/weights/mini`)")
+    man = folder / MANIFEST
+    if not man.is_file():
+        raise FlowlabError(f"{man}: the mini model's manifest is missing; {how}")
+    try:
+        entries = json.loads(man.read_text())["files"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        raise FlowlabError(f"{man}: the manifest is damaged (not the JSON flowlab wrote); {how}") from None
+    if not verify:
+        return folder
+    for name in SHIPPED_FILES:
+        path = folder / name
+        if name not in entries:
+            raise FlowlabError(f"{man}: no entry for {name}; the manifest is damaged; {how}")
+        if not path.is_file():
+            raise FlowlabError(f"{path}: a file of the mini model is missing; {how}")
+        if path.stat().st_size != entries[name]["bytes"] or _sha256(path) != entries[name]["sha256"]:
+            raise FlowlabError(f"{path}: this file of the mini model was altered (its SHA-256 or size differs from "
+                               f"{MANIFEST}); {how}")
+    return folder
+
+
+def resolve_model(spec: str) -> str:
+    """``'mini'`` -> the verified shipped folder; anything else unchanged."""
+    return str(mini_folder()) if spec == MINI_NAME else spec
+
+
+def load_mini(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    """The shipped model as a :class:`~flowlab.shape.pipeline.ShapePipeline` (image conditioner loaded)."""
+    from .folder import load_pipeline
+
+    return load_pipeline(mini_folder(), device=device, dtype=dtype, with_conditioner=True)
+
+
+def load_mini_encoder(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    """The ShapeVAE encoder trained with the mini model (strict load)."""
+    import yaml
+
+    from .checkpoint import load_strict, read_state_dict
+    from ..models.encoder import EncoderConfig, ShapeVAEEncoder
+
+    folder = mini_folder()
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())["flowlab"]["encoder"]
+    enc = ShapeVAEEncoder(EncoderConfig(**cfg["params"]))
+    path = folder / cfg["weights"]
+    load_strict(enc, {k: v.float() for k, v in read_state_dict(path).items()}, what="ShapeVAE encoder", source=path)
+    return enc.to(device=device, dtype=dtype).eval()
+
+
+# ---- export (from a train-shape run) -------------------------------------------------------------------
+
+def _config_yaml(log: dict, conditioner_section: dict) -> dict:
+    from ..models.dit import DiTConfig
+    from ..models.vae import VAEConfig
+
+    dit = DiTConfig(**log["config"]["dit"])
+    vae = VAEConfig(**{**log["config"]["vae"], "scale_factor": float(log["scale_factor"])})
+    dit_params = dit.as_dict()
+    dit_params.update(axes_dim=[dit.hidden_size // dit.num_heads], theta=10000)
+    return {
+        "model": {"target": "hy3dgen.shapegen.models.denoisers.hunyuan3ddit.Hunyuan3DDiT", "params": dit_params},
+        "vae": {"target": "hy3dgen.shapegen.models.autoencoders.ShapeVAE", "params": vae.as_dict()},
+        "conditioner": conditioner_section,
+        "scheduler": {"target": "hy3dgen.shapegen.schedulers.FlowMatchEulerDiscreteScheduler",
+                      "params": {"num_train_timesteps": 1000}},
+        "flowlab": {
+            "about": "flowlab's mini model: the Hunyuan3D-2 architecture at small widths, trained on flowlab's "
+                     "procedural shapes (flowlab train-shape), reversed convention. Images: a fixed front camera, "
+                     "no recentring (flowlab.shape.data.render); the conditioner reads them with load_mini_image.",
+            "octree_resolution": 128,
+            "hierarchical": True,
+            "encoder": {"weights": "vae_encoder.fp16.safetensors", "params": log["config"]["encoder"]},
+        },
+    }
+
+
+def plot_training_log(logs: list[dict], path: Path) -> None:
+    """Loss curves of one or more consecutive runs (VAE loss and accuracy, DiT flow-matching loss) -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ...io import write_atomic
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    offs = {"vae": 0, "dit": 0}
+    for i, log in enumerate(logs):
+        for key, ax_loss in (("vae", axes[0]), ("dit", axes[2])):
+            h = log.get(key)
+            if not h:
+                continue
+            steps = [offs[key] + s for s in h["step"]]
+            ax_loss.plot(steps, h["loss"], lw=1, label=f"GPU run {i + 1}")
+            if key == "vae":
+                axes[1].plot(steps, h["acc"], lw=1, label=f"GPU run {i + 1}")
+            offs[key] = steps[-1]
+    axes[0].set(title="ShapeVAE: BCE + 1e-3 KL", xlabel="step", ylabel="loss", yscale="log")
+    axes[1].set(title="ShapeVAE: occupancy accuracy (training queries)", xlabel="step")
+    axes[2].set(title="DiT: flow-matching MSE, target D - E", xlabel="step", ylabel="loss")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+
+
+def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
+    """Write the shipped layout to ``dest`` from a ``flowlab train-shape`` output folder ``run``
+    (``previous``: folders of the runs it was initialised from, oldest first, for the log)."""
+    import yaml
+    from safetensors.torch import load_file, save_file
+
+    from ...io import write_atomic
+    from ..models.image_encoder import PatchConditioner
+
+    run, dest = Path(run), Path(dest)
+    need = ["dit.safetensors", "vae.safetensors", "conditioner.safetensors", "encoder.safetensors", "train_log.json"]
+    for n in need:
+        if not (run / n).is_file():
+            raise FlowlabError(f"{run / n} is missing; pass the --out folder of a finished `flowlab train-shape` run")
+    log = json.loads((run / "train_log.json").read_text())
+    logs = [json.loads((Path(p) / "train_log.json").read_text()) for p in previous] + [log]
+    dest.mkdir(parents=True, exist_ok=True)
+    cond = PatchConditioner(**log["config"]["image"])
+    flat = {}
+    for prefix, name in (("model", "dit"), ("vae", "vae"), ("conditioner", "conditioner")):
+        for k, v in load_file(str(run / f"{name}.safetensors")).items():
+            flat[f"{prefix}.{k}"] = v.to(torch.float16).contiguous()
+    enc = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(run / "encoder.safetensors")).items()}
+    import tempfile
+
+    for name, tensors in (("model.fp16.safetensors", flat), ("vae_encoder.fp16.safetensors", enc)):
+        with tempfile.TemporaryDirectory() as tmp:
+            save_file(tensors, f"{tmp}/x")
+            write_atomic(dest / name, Path(f"{tmp}/x").read_bytes())
+    write_atomic(dest / "config.yaml", yaml.safe_dump(_config_yaml(log, cond.config_section()), sort_keys=False))
+    write_atomic(dest / "train_log.json", json.dumps({"runs": logs}, indent=1))
+    plot_training_log(logs, dest / "training_log.png")
+    files = {n: {"sha256": _sha256(dest / n), "bytes": (dest / n).stat().st_size} for n in SHIPPED_FILES}
+    write_atomic(dest / MANIFEST, json.dumps({"files": files}, indent=1))
+    return dest
+
+
+def evaluate_shipped(shapes: int = 20, steps: int = 50, resolution: int = 32, guidance: float = 5.0,
+                     device: str = "cpu") -> dict:
+    """:func:`flowlab.shape.train.loop.evaluate` on the shipped weights (a smaller check than the training run's:
+    fewer shapes and a coarser grid, so that it runs on a CPU in about a minute)."""
+    from ..train.loop import TrainOptions, evaluate
+
+    pipe = load_mini(device=device)
+    opts = TrainOptions(device=device, eval_shapes=shapes, eval_steps=steps, eval_resolution=resolution,
+                        eval_guidance=guidance, guidance_sweep=(guidance,))
+    return evaluate(load_mini_encoder(device=device), pipe.vae, pipe.dit, pipe.conditioner,
+                    float(pipe.vae.config.scale_factor), opts)

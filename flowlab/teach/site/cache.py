@@ -1,0 +1,64 @@
+"""The tour's execution cache (jupyter-cache), keyed on the notebook and on flowlab itself.
+
+A notebook's entry is found by jupyter-cache's hash of its code cells (and kernelspec); the entry
+also records flowlab's fingerprint (its version and a hash of its package files) and the claims the
+run made, so an entry is used only while neither the notebook's code nor flowlab changed, and the
+tour can still print every claim without running the notebook again.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from ...errors import FlowlabError
+
+CACHE_DIR = ".jupyter_cache"
+_SKIP = {"__pycache__", "mathjax", "locale"}
+
+
+def fingerprint() -> str:
+    """flowlab's version and a hash of every file of the package (code and package data)."""
+    import flowlab
+    root = Path(flowlab.__file__).resolve().parent
+    h = hashlib.sha256(flowlab.__version__.encode())
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not _SKIP & set(p.relative_to(root).parts) and p.suffix not in (".pyc", ".mo"):
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return f"{flowlab.__version__}+{h.hexdigest()[:16]}"
+
+
+class ExecutionCache:
+    """Executed notebooks of earlier tours in ``folder`` (a jupyter-cache folder)."""
+
+    def __init__(self, folder: Path, key: str | None = None):
+        try:
+            from jupyter_cache import get_cache
+        except ImportError:
+            raise FlowlabError("the tour's execution cache needs jupyter-cache: pip install 'flowlab[site]'") from None
+        self.cache = get_cache(str(folder))
+        self.key = key or fingerprint()
+
+    def lookup(self, nb: Any) -> tuple[Any, list[dict], float] | None:
+        """(executed notebook, its claims, seconds it took) from an earlier run, or None."""
+        try:
+            record = self.cache.match_cache_notebook(nb)
+        except KeyError:
+            return None
+        data = record.data or {}
+        if data.get("flowlab") != self.key:
+            return None
+        _, merged = self.cache.merge_match_into_notebook(nb)
+        return merged, list(data.get("claims", [])), float(data.get("seconds", 0.0))
+
+    def store(self, nb: Any, name: str, claims: list[dict], seconds: float) -> None:
+        """Keep a notebook that ran to the end, with the claims it made."""
+        import copy
+
+        from jupyter_cache.base import CacheBundleIn
+        nb = copy.deepcopy(nb)
+        for cell in nb.cells:  # nbclient's timings would change the hash: the key is the notebook as written
+            cell.metadata.pop("execution", None)
+        bundle = CacheBundleIn(nb, uri=name, data={"flowlab": self.key, "claims": claims, "seconds": seconds})
+        self.cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
