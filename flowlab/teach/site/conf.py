@@ -43,7 +43,7 @@ html_theme_options = {
     "use_repository_button": False,
     "show_toc_level": 2,
     "navigation_with_keys": False,
-    "article_header_end": ["langswitch.html"],
+    "article_header_end": ["article-header-buttons.html", "langswitch.html"],
     "home_page_in_toc": True,
 }
 html_sidebars = {"**": ["navbar-logo.html", "search-field.html", "sbt-sidebar-nav.html"]}

@@ -135,7 +135,16 @@ def page_href(docname: str) -> str:
 
 
 def _code(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
+    """A purpose line as HTML: `code` as code, $math$ for MathJax (as Sphinx writes it), the rest escaped."""
+    out = []
+    for i, part in enumerate(re.split(r"(`[^`]+`|\$[^$]+\$)", text)):
+        if i % 2 == 0:
+            out.append(_e(part))
+        elif part.startswith("`"):
+            out.append(f"<code>{_e(part[1:-1])}</code>")
+        else:
+            out.append(f'<span class="math notranslate nohighlight">\\({_e(part[1:-1])}\\)</span>')
+    return "".join(out)
 
 
 def _reading_rows(w: dict, notebooks: list[tuple[str, str]], summaries: dict, runs: dict, by_nb: dict) -> list[str]:
