@@ -17,6 +17,7 @@ write is overwritten or deleted.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,22 @@ def _figure_alt(nb: Any, name: str) -> None:
             cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = alt
 
 
+def _translated_titles(summaries: dict, lang: str) -> dict[str, str]:
+    """A notebook's title in ``lang`` where its catalog translates its first heading."""
+    found = {}
+    for name, summary in summaries.items():
+        po = LOCALE / lang / "LC_MESSAGES" / f"{Path(name).stem}.po"
+        if not po.is_file() or not summary.title:
+            continue
+        from babel.messages.pofile import read_po
+        with open(po, "rb") as fh:
+            for m in read_po(fh):
+                if m.id and m.string and not m.fuzzy and re.sub(r"^\d+\s*[·.:-]\s*", "", m.id) == summary.title:
+                    found[name] = re.sub(r"^\d+\s*[·.:-]\s*", "", m.string)
+                    break
+    return found
+
+
 def _placeholder(path: Path, message: str) -> bytes:
     return f"# {path.stem}\n\n```{{warning}}\n{message}\n```\n".encode()
 
@@ -186,7 +203,8 @@ def prepare_sources(out: Path, source: Path, notebooks: list[Path], runs: list |
     for po in LOCALE.rglob("*.po"):
         _write_if_changed(src / "locale" / po.relative_to(LOCALE), po.read_bytes(), written)
     index = landing_page(pairs, summaries, runs or [], claims or [], interrupted=interrupted,
-                         total=len(notebooks), start=start, extra=extra, api=True)
+                         total=len(notebooks), start=start, extra=extra, api=True,
+                         titles={"zh_CN": _translated_titles(summaries, "zh_CN")})
     _write_if_changed(src / "index.md", index.encode(), written)
     for p in sorted(src.rglob("*"), reverse=True):  # what an earlier build wrote and this one did not
         if p.is_file() and p not in written and p.suffix != ".mo":

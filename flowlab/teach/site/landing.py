@@ -147,7 +147,8 @@ def _code(text: str) -> str:
     return "".join(out)
 
 
-def _reading_rows(w: dict, notebooks: list[tuple[str, str]], summaries: dict, runs: dict, by_nb: dict) -> list[str]:
+def _reading_rows(w: dict, notebooks: list[tuple[str, str]], summaries: dict, runs: dict, by_nb: dict,
+                  titles: dict | None = None) -> list[str]:
     rows = []
     for i, (name, docname) in enumerate(notebooks, 1):
         s, r, cl = summaries.get(name), runs.get(name), by_nb.get(name, [])
@@ -158,7 +159,7 @@ def _reading_rows(w: dict, notebooks: list[tuple[str, str]], summaries: dict, ru
             verdict = f'<span class="fl-fail">{w["nb_failed"].format(ok=ok, n=len(cl))}</span>'
         else:
             verdict = f'<span class="{"fl-pass" if ok == len(cl) else "fl-fail"}">{w["of"].format(ok=ok, n=len(cl))}</span>'
-        title = s.title if s and s.title else name
+        title = (titles or {}).get(name) or (s.title if s and s.title else name)
         purpose = _code(s.purpose) if s else f'<span class="fl-muted">{w["unreadable"]}</span>'
         minutes = w["min"].format(m=s.minutes) if s else "-"
         number = re.match(r"\d*", name).group()
@@ -225,10 +226,11 @@ def _status(w: dict, runs: list, claims: list, total: int, interrupted: bool) ->
 
 
 def landing_page(notebooks: list[tuple[str, str]], summaries: dict, runs: list, claims: list, *,
-                 interrupted: bool, total: int, start: list[str], extra: list[str], api: bool) -> str:
+                 interrupted: bool, total: int, start: list[str], extra: list[str], api: bool,
+                 titles: dict[str, dict[str, str]] | None = None) -> str:
     """index.md: ``notebooks`` are (file name, docname) in reading order; ``start`` the sources to read
     first (``NOTATION.md``), ``extra`` exercises and guides (paths with their suffix); ``api``: link the
-    API reference (``api.md``)."""
+    API reference (``api.md``); ``titles``: per edition, a notebook's translated title."""
     by_nb: dict[str, list] = {}
     for c in claims:
         by_nb.setdefault(c.notebook, []).append(c)
@@ -243,7 +245,7 @@ def landing_page(notebooks: list[tuple[str, str]], summaries: dict, runs: list, 
     for lang in LANGS:
         w = WORDS[lang]
         head = "".join(f"<th>{h}</th>" for h in ("#", w["nb"], w["shows"], w["time"], w["passed"]))
-        rows = "".join(_reading_rows(w, notebooks, summaries, run_of, by_nb))
+        rows = "".join(_reading_rows(w, notebooks, summaries, run_of, by_nb, (titles or {}).get(lang)))
         rule = w["rule"].format(w=WORDS_PER_MIN, c=CODE_LINES_PER_MIN, f=int(FIGURE_MIN * 60))
         parts.append(_raw(lang, f'<div class="fl-scroll"><table class="fl-reading table"><thead><tr>{head}</tr>'
                                 f'</thead><tbody>{rows}</tbody></table></div><p class="fl-muted">{rule}</p>'))
