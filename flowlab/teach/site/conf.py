@@ -21,6 +21,7 @@ root_doc = "index"
 # MyST / MyST-NB: $...$ and $$...$$ math, heading ids for "on this page" and #anchors
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
+myst_update_mathjax = False  # static/mathjax-config.js is the one MathJax configuration
 nb_execution_mode = "off"
 nb_merge_streams = True
 nb_output_stderr = "remove"
@@ -32,6 +33,7 @@ mathjax3_config = None  # static/mathjax-config.js configures MathJax (it marks 
 html_js_files = [("mathjax-config.js", {"priority": 100})]
 
 html_theme = "sphinx_book_theme"
+html_context = {"default_mode": "light"}  # an explicit mode: file:// pages have no stored one
 html_title = "flowlab"
 html_css_files = ["flowlab.css"]
 html_copy_source = True
@@ -43,7 +45,7 @@ html_theme_options = {
     "use_repository_button": False,
     "show_toc_level": 2,
     "navigation_with_keys": False,
-    "article_header_end": ["article-header-buttons.html", "langswitch.html"],
+    "article_header_end": ["langswitch.html", "article-header-buttons.html"],
     "home_page_in_toc": True,
 }
 html_sidebars = {"**": ["navbar-logo.html", "search-field.html", "sbt-sidebar-nav.html"]}

@@ -11,7 +11,7 @@ from typing import Any
 
 PREFIX = "Figure:"
 KERNEL_ARGS = ["--InlineBackend.figure_formats={'retina'}",
-               "--IPKernelApp.exec_lines=['__import__(\"flowlab.teach.site.figure_alt\").teach.site.figure_alt.install()']"]
+               "--IPKernelApp.exec_lines=__import__('flowlab.teach.site.figure_alt').teach.site.figure_alt.install()"]
 
 
 def _axes_text(ax: Any) -> str:
@@ -43,11 +43,33 @@ def describe(fig: Any) -> str:
     return f"{PREFIX} {text}"
 
 
+def _printer(fig: Any, p: Any, cycle: bool) -> None:
+    p.text(describe(fig))
+
+
 def install() -> None:
-    """Register :func:`describe` as the text form of matplotlib figures in this IPython kernel."""
-    try:
-        ip = get_ipython()  # type: ignore[name-defined]  # noqa: F821
-    except NameError:
+    """Register :func:`describe` as the text form of matplotlib figures in this IPython kernel.
+
+    Activating the inline backend (the first ``import matplotlib.pyplot``) removes every formatter
+    registered for ``Figure``, so pyplot is imported (and the backend activated) first, and the
+    registration is renewed after each cell in case a cell changes the inline backend's formats.
+    """
+    from IPython import get_ipython
+    ip = get_ipython()
+    if ip is None:
         return
-    ip.display_formatter.formatters["text/plain"].for_type_by_name(
-        "matplotlib.figure", "Figure", lambda fig, p, cycle: p.text(describe(fig)))
+    import matplotlib
+    import matplotlib.pyplot as plt
+    plt.switch_backend(matplotlib.get_backend())  # activates the inline backend now, not inside a cell
+    plain = ip.display_formatter.formatters["text/plain"]
+    key = ("matplotlib.figure", "Figure")
+
+    def ensure() -> None:
+        registered = key in plain.deferred_printers or any(
+            (getattr(c, "__module__", ""), getattr(c, "__name__", "")) == key and f is _printer
+            for c, f in plain.type_printers.items())
+        if not registered:
+            plain.for_type_by_name(*key, _printer)
+
+    ensure()
+    ip.events.register("post_execute", ensure)
