@@ -14,16 +14,20 @@ from typing import Any
 from ...errors import FlowlabError
 
 CACHE_DIR = ".jupyter_cache"
-_SKIP = {"__pycache__", "mathjax", "locale"}
+# what cannot change a notebook's outputs: the site's pages, styles, templates, catalogs and Sphinx config
+_SKIP = {"__pycache__", "static", "_templates", "pages", "locale"}
+_SKIP_FILES = {("teach", "site", "conf.py"), ("teach", "site", "landing.py"), ("teach", "site", "translations.py")}
 
 
 def fingerprint() -> str:
-    """flowlab's version and a hash of every file of the package (code and package data)."""
+    """flowlab's version and a hash of every file of the package that a notebook can run (code and
+    package data; not the site's own pages, styles and translations)."""
     import flowlab
     root = Path(flowlab.__file__).resolve().parent
     h = hashlib.sha256(flowlab.__version__.encode())
     for p in sorted(root.rglob("*")):
-        if p.is_file() and not _SKIP & set(p.relative_to(root).parts) and p.suffix not in (".pyc", ".mo"):
+        parts = p.relative_to(root).parts
+        if p.is_file() and not _SKIP & set(parts) and parts not in _SKIP_FILES and p.suffix not in (".pyc", ".mo"):
             h.update(p.relative_to(root).as_posix().encode())
             h.update(p.read_bytes())
     return f"{flowlab.__version__}+{h.hexdigest()[:16]}"

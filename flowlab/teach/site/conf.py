@@ -73,5 +73,23 @@ def _outputs_beside_doctrees(app) -> None:
     app.env.mystnb_config = app.env.mystnb_config.copy(output_folder=str(folder.resolve()))
 
 
+def _search_splits_identifiers() -> None:
+    # Sphinx indexes `pred_x1` as one word, but its search page splits a query at "_" and looks for
+    # "pred" and "x1": index the parts of every identifier too, so identifiers are found in the text
+    from sphinx import search
+    from sphinx.search.en import SearchEnglish
+    from sphinx.search.zh import SearchChinese
+
+    def split(base):
+        def inner(self, text):
+            words = base.split(self, text)
+            return words + [part for w in words if "_" in w for part in w.split("_") if part]
+        return inner
+
+    search.languages["en"] = type("FlowlabSearchEnglish", (SearchEnglish,), {"split": split(SearchEnglish)})
+    search.languages["zh"] = type("FlowlabSearchChinese", (SearchChinese,), {"split": split(SearchChinese)})
+
+
 def setup(app):
+    _search_splits_identifiers()
     app.connect("builder-inited", _outputs_beside_doctrees, priority=900)
