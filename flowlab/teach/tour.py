@@ -262,6 +262,7 @@ def _run_one(runner: _Runner, path: Path, nb: Any, claims_file: Path, device: st
             sink.writelines(json.dumps(row) + "\n" for row in rows)
         return NotebookRun(path.name, seconds, None, "ran", cached=True)
     before = len(_read_claims(claims_file))
+    kernelspec = json.loads(json.dumps(nb.metadata.get("kernelspec"))) if "kernelspec" in nb.metadata else None
     env = {CLAIMS_FILE_ENV: str(claims_file.resolve()), NOTEBOOK_ENV: path.name, DEVICE_ENV: device,
            "PYTHONWARNINGS": "ignore"}
     start = time.perf_counter()
@@ -271,7 +272,7 @@ def _run_one(runner: _Runner, path: Path, nb: Any, claims_file: Path, device: st
         err = runner.execute(nb, path, kernel_log)
     seconds = time.perf_counter() - start
     if err is None and cache is not None and not runner.interrupted:
-        cache.store(nb, path.name, _read_claims(claims_file, before), seconds)
+        cache.store(nb, path.name, _read_claims(claims_file, before), seconds, kernelspec)
     return NotebookRun(path.name, seconds, err, "failed" if err else "ran")
 
 

@@ -33,6 +33,16 @@ def fingerprint() -> str:
     return f"{flowlab.__version__}+{h.hexdigest()[:16]}"
 
 
+def _without_timings(nb: Any) -> Any:
+    """A copy without the cells' execution timestamps (nbclient writes them on every run, and
+    committed notebooks carry those of their last run): the key is the notebook's code."""
+    import copy
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    return nb
+
+
 class ExecutionCache:
     """Executed notebooks of earlier tours in ``folder`` (a jupyter-cache folder)."""
 
@@ -46,6 +56,7 @@ class ExecutionCache:
 
     def lookup(self, nb: Any) -> tuple[Any, list[dict], float] | None:
         """(executed notebook, its claims, seconds it took) from an earlier run, or None."""
+        nb = _without_timings(nb)
         try:
             record = self.cache.match_cache_notebook(nb)
         except KeyError:
@@ -56,13 +67,16 @@ class ExecutionCache:
         _, merged = self.cache.merge_match_into_notebook(nb)
         return merged, list(data.get("claims", [])), float(data.get("seconds", 0.0))
 
-    def store(self, nb: Any, name: str, claims: list[dict], seconds: float) -> None:
-        """Keep a notebook that ran to the end, with the claims it made."""
-        import copy
+    def store(self, nb: Any, name: str, claims: list[dict], seconds: float, kernelspec: Any = None) -> None:
+        """Keep a notebook that ran to the end, with the claims it made.
 
+        ``kernelspec``: the notebook's own, as written (the kernel rewrites it while running, and the
+        key is the notebook as written)."""
         from jupyter_cache.base import CacheBundleIn
-        nb = copy.deepcopy(nb)
-        for cell in nb.cells:  # nbclient's timings would change the hash: the key is the notebook as written
-            cell.metadata.pop("execution", None)
+        nb = _without_timings(nb)
+        if kernelspec is None:
+            nb.metadata.pop("kernelspec", None)
+        else:
+            nb.metadata["kernelspec"] = kernelspec
         bundle = CacheBundleIn(nb, uri=name, data={"flowlab": self.key, "claims": claims, "seconds": seconds})
         self.cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
