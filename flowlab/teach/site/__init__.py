@@ -141,8 +141,9 @@ def _notebook_page(nb: Any, name: str, note: str = "") -> bytes:
     _figure_alt(nb, name)
     if note:  # after the first cell (the title), so the page keeps its heading as title
         nb.cells.insert(1 if nb.cells else 0, nbformat.v4.new_markdown_cell(f"```{{note}}\n{note}\n```"))
-    for cell in nb.cells:
+    for cell in nb.cells:  # nothing that differs between a run and the cached copy of it
         cell.pop("id", None)
+        cell.metadata.pop("execution", None)
     nb.nbformat_minor = min(nb.get("nbformat_minor", 4), 4)
     return nbformat.writes(nb).encode()
 

@@ -14,9 +14,15 @@ from typing import Any
 from ...errors import FlowlabError
 
 CACHE_DIR = ".jupyter_cache"
-# what cannot change a notebook's outputs: the site's pages, styles, templates, catalogs and Sphinx config
-_SKIP = {"__pycache__", "static", "_templates", "pages", "locale"}
-_SKIP_FILES = {("teach", "site", "conf.py"), ("teach", "site", "landing.py"), ("teach", "site", "translations.py")}
+_SKIP = {"__pycache__"}
+
+
+def _counts(parts: tuple[str, ...]) -> bool:
+    """Whether a package file can change a notebook's outputs: everything but the site builder
+    (flowlab/teach/site), whose only part inside the kernel is figure_alt.py."""
+    if _SKIP & set(parts) or parts[-1].endswith((".pyc", ".mo")):
+        return False
+    return parts[:2] != ("teach", "site") or parts[-1] == "figure_alt.py"
 
 
 def fingerprint() -> str:
@@ -26,8 +32,7 @@ def fingerprint() -> str:
     root = Path(flowlab.__file__).resolve().parent
     h = hashlib.sha256(flowlab.__version__.encode())
     for p in sorted(root.rglob("*")):
-        parts = p.relative_to(root).parts
-        if p.is_file() and not _SKIP & set(parts) and parts not in _SKIP_FILES and p.suffix not in (".pyc", ".mo"):
+        if p.is_file() and _counts(p.relative_to(root).parts):
             h.update(p.relative_to(root).as_posix().encode())
             h.update(p.read_bytes())
     return f"{flowlab.__version__}+{h.hexdigest()[:16]}"

@@ -6,12 +6,15 @@ link to the other edition) come in through ``confoverrides`` and ``html_context`
 """
 from __future__ import annotations
 
-import flowlab
+import re
+from pathlib import Path
 
 project = "flowlab"
 author = "flowlab contributors"
 copyright = "flowlab contributors, MIT License"
-version = release = flowlab.__version__
+# read, not imported: importing flowlab imports torch, seconds a build with nothing to do should not spend
+version = release = re.search(r'__version__ = "([^"]+)"',
+                              (Path(__file__).resolve().parents[2] / "__init__.py").read_text()).group(1)
 
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax"]
 templates_path = ["_templates"]
