@@ -113,6 +113,11 @@ def test_search_works_offline_and_finds_pred_x1(chromium: br.Chromium, tour_buil
         done = "document.querySelectorAll('#search-results li').length > 0 || " \
                "(document.querySelector('#search-results .search-summary') || {}).textContent > ''"
         assert tab.wait_for(done, 90), "the search page never answered (searchindex.js not loaded from file://?)"
+        count, stable = -1, 0
+        while stable < 8:  # results are added one at a time: wait until the list stops growing
+            now = tab.evaluate("document.querySelectorAll('#search-results li').length")
+            stable, count = (stable + 1, now) if now == count else (0, now)
+            time.sleep(0.25)
         hits = tab.evaluate("Array.from(document.querySelectorAll('#search-results li a')).map(a => a.getAttribute('href'))")
     finally:
         chromium.close_tab(tab)

@@ -83,6 +83,22 @@ def other_sources(source: Path) -> tuple[list[Path], list[Path], list[Path]]:
     return mds, nbs, assets
 
 
+def safe_name(rel: str) -> str:
+    """The path a source gets in the site: each part kept when it is plain ([A-Za-z0-9_.-]), else
+    replaced by a plain slug and a hash, so no file name reaches a page's HTML or JavaScript as is
+    (Sphinx writes the page name into a JavaScript string and the theme into links)."""
+    parts = []
+    for part in rel.split("/"):
+        stem, dot, suffix = part.rpartition(".") if "." in part else (part, "", "")
+        if re.fullmatch(r"[A-Za-z0-9_.-]+", stem):
+            parts.append(part)
+            continue
+        import hashlib
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_")[:60] or "page"
+        parts.append(f"{slug}-{hashlib.sha1(stem.encode()).hexdigest()[:8]}{dot}{suffix}")
+    return "/".join(parts)
+
+
 def _write_if_changed(path: Path, data: bytes, written: set[Path]) -> None:
     written.add(path)
     if path.is_file() and path.read_bytes() == data:
@@ -130,7 +146,8 @@ def _translated_titles(summaries: dict, lang: str) -> dict[str, str]:
 
 
 def _placeholder(path: Path, message: str) -> bytes:
-    return f"# {path.stem}\n\n```{{warning}}\n{message}\n```\n".encode()
+    title = re.sub(r"[^\w .,:()-]+", "_", path.stem)  # the heading is MyST source: no markup from a name
+    return f"# {title}\n\n```{{warning}}\n{message}\n```\n".encode()
 
 
 def _notebook_page(nb: Any, name: str, note: str = "") -> bytes:
@@ -171,25 +188,27 @@ def prepare_sources(out: Path, source: Path, notebooks: list[Path], runs: list |
                 nb = read_notebook(path)
             except FlowlabError:
                 nb = None
+        safe = safe_name(path.name)
+        stem = safe[: -len(".ipynb")]
         if nb is not None:
             summaries[path.name] = notebook_summary(nb)
-            _write_if_changed(src / path.name, _notebook_page(nb, path.name), written)
+            _write_if_changed(src / safe, _notebook_page(nb, path.name), written)
         elif r is not None and r.status == "unreadable":
-            _write_if_changed(src / f"{path.stem}.md", _placeholder(
+            _write_if_changed(src / f"{stem}.md", _placeholder(
                 path, f"This notebook could not be read, so the tour did not run it: {r.error}"), written)
         else:
-            _write_if_changed(src / f"{path.stem}.md", _placeholder(
+            _write_if_changed(src / f"{stem}.md", _placeholder(
                 path, "The tour was interrupted before this notebook ran. Run flowlab tour again for a "
                       "complete build."), written)
-        pairs.append((path.name, path.stem))
+        pairs.append((path.name, stem))
     mds, exercise_nbs, assets = other_sources(source)
     start, extra = [], []
     for p in mds:
-        rel = p.relative_to(source).as_posix()
+        rel = safe_name(p.relative_to(source).as_posix())
         _write_if_changed(src / rel, p.read_bytes(), written)
         (start if p.stem.upper() == "NOTATION" else extra).append(rel)
     for p in exercise_nbs:
-        rel = p.relative_to(source).as_posix()
+        rel = safe_name(p.relative_to(source).as_posix())
         try:
             body = _notebook_page(read_notebook(p), rel, "A solved exercise notebook, shown with its stored "
                                   "outputs (nbval checks them); the tour does not execute it.")
@@ -199,7 +218,7 @@ def prepare_sources(out: Path, source: Path, notebooks: list[Path], runs: list |
         _write_if_changed(src / rel, body, written)
         extra.insert(sum(1 for e in extra if e.endswith(".ipynb")), rel)
     for p in assets:
-        _write_if_changed(src / p.relative_to(source), p.read_bytes(), written)
+        _write_if_changed(src / safe_name(p.relative_to(source).as_posix()), p.read_bytes(), written)
     _write_if_changed(src / "api.md", (PAGES / "api.md").read_bytes(), written)
     for po in LOCALE.rglob("*.po"):
         _write_if_changed(src / "locale" / po.relative_to(LOCALE), po.read_bytes(), written)
