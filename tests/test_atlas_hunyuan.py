@@ -1,22 +1,22 @@
 """Hunyuan3D-2's scheduler (hy3dgen 2.0.2) through committed fixtures (card hunyuan3d2).
 
-tests/data/schedulers/hunyuan3d2.json is written by tools/make_scheduler_fixtures.py with hy3dgen's own
+flowlab/data/schedulers/hunyuan3d2.json is written by tools/make_scheduler_fixtures.py with hy3dgen's own
 FlowMatchEulerDiscreteScheduler driven as its pipeline does (sigmas = linspace(0, 1, N)).
 Reversed convention: t runs 0 -> 1, v = D - E, data = x + (1 - t) v.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from flowlab import CONVENTIONAL, REVERSED
+from flowlab.resources import data_dir
 from flowlab.sampling import sample
 from flowlab.schedules import hunyuan_compat, n_effective_steps
 
-FIXTURE = json.loads((Path(__file__).parent / "data" / "schedulers" / "hunyuan3d2.json").read_text())
+FIXTURE = json.loads((data_dir("schedulers") / "hunyuan3d2.json").read_text())
 CASES = FIXTURE["cases"]
 
 

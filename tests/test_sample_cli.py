@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flowlab.cli import main
-from flowlab.commands.sample import write_atomic
+from flowlab.io import write_atomic
 from flowlab.errors import FlowlabError
 
 FAST = ["--n", "300", "--steps", "12", "--device", "cpu"]

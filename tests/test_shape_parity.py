@@ -1,6 +1,6 @@
 """Parity of flowlab.shape with the Hunyuan3D-2 reference (hy3dgen 2.0.2), from committed fixtures.
 
-The fixtures (tests/data/hy3dgen/) were produced by tools/make_reference_fixtures.py in a separate
+The fixtures (flowlab/data/hy3dgen/, package data) were produced by tools/make_reference_fixtures.py in a separate
 environment with hy3dgen installed; these tests need only flowlab. Small seeded random
 configurations: DiT with and without guidance embedding, VAE standard and turbo, the reference
 pipeline's 4-step CFG sampling (float32 and fp16) and turbo sampling, dense volume decode and
@@ -9,7 +9,6 @@ marching cubes. Float32 agreement: relative error <= 1e-5 (max abs error / max a
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ import torch
 pytest.importorskip("safetensors")
 from safetensors.torch import load_file  # noqa: E402
 
+from flowlab.resources import data_dir  # noqa: E402
 from flowlab.shape.models.dit import ShapeDiT  # noqa: E402
 from flowlab.shape.decode.isosurface import max_nearest_distance  # noqa: E402
 from flowlab.shape.decode.mesh import marching_cubes  # noqa: E402
@@ -26,7 +26,7 @@ from flowlab.shape.load.config import dit_config_from_params, vae_config_from_pa
 from flowlab.shape.models.vae import ShapeVAE  # noqa: E402
 from flowlab.shape.decode.volume import decode_dense, decode_hierarchical  # noqa: E402
 
-DATA = Path(__file__).parent / "data" / "hy3dgen"
+DATA = data_dir("hy3dgen")  # package data (flowlab/data/hy3dgen)
 FACTS = json.loads((DATA / "fixtures.json").read_text())
 SMALL = FACTS["small"]
 TOL = 1e-5
@@ -179,7 +179,7 @@ def test_sampling_every_step_matches_reference() -> None:
 def test_sampled_mesh_matches_reference() -> None:
     lat, s = _sample("f32", "reversed")
     pipe = _pipeline("dit", torch.float32, "flow")
-    logits = pipe.decode_volume(lat, octree=SMALL["octree"], chunk_size=SMALL["chunks"])
+    logits = pipe.decode_volume(lat, octree=SMALL["octree"], chunk_size=SMALL["chunks"], decode="dense")
     assert rel_err(logits[0], s["out.f32.logits"]) <= TOL
     mesh = pipe.mesh(logits)
     assert mesh.vertices.shape[0] == FACTS["sampling"]["n_vertices"]

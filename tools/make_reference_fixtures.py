@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Build (or check) the Hunyuan3D-2 reference fixtures under tests/data/hy3dgen/.
+"""Build (or check) the Hunyuan3D-2 reference fixtures under flowlab/data/hy3dgen/ (package data).
 
 Run it in an environment with the reference installed (NOT flowlab's; hy3dgen is under a
 non-commercial licence and is never a flowlab dependency)::
 
-    python3 -m venv /work/venvs/hy3dgen
-    /work/venvs/hy3dgen/bin/pip install torch==2.14.1 torchvision==0.29.1 hy3dgen==2.0.2
-    /work/venvs/hy3dgen/bin/python tools/make_reference_fixtures.py            # compare, report
-    /work/venvs/hy3dgen/bin/python tools/make_reference_fixtures.py --update   # overwrite
+    python3 -m venv /tmp/hy3dgen
+    /tmp/hy3dgen/bin/pip install torch==2.14.1 torchvision==0.29.1 hy3dgen==2.0.2
+    /tmp/hy3dgen/bin/python tools/make_reference_fixtures.py            # compare, report
+    /tmp/hy3dgen/bin/python tools/make_reference_fixtures.py --update   # overwrite
 
 What it makes, all with seeded SMALL random configurations of the reference classes, on CPU:
 
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "hy3dgen"
+OUT = Path(__file__).resolve().parents[1] / "flowlab" / "data" / "hy3dgen"  # package data: resources.data_dir("hy3dgen")
 
 # ---- small configurations ----------------------------------------------------------------------------
 DIT_SMALL = dict(in_channels=8, context_in_dim=16, hidden_size=32, mlp_ratio=4.0, num_heads=4, depth=2,

@@ -1,10 +1,10 @@
-"""Regenerate (or check) tests/data/schedulers/hunyuan3d2.json from hy3dgen's own scheduler.
+"""Regenerate (or check) flowlab/data/schedulers/hunyuan3d2.json from hy3dgen's own scheduler.
 
 Run it with the interpreter that has hy3dgen 2.0.2 installed (hy3dgen pulls a CUDA torch and many
 packages, so it is not a test dependency; the fixture is committed instead)::
 
-    /work/venvs/hy3dgen/bin/python tools/make_scheduler_fixtures.py            # compare with the committed file
-    /work/venvs/hy3dgen/bin/python tools/make_scheduler_fixtures.py --update   # rewrite it
+    /tmp/hy3dgen/bin/python tools/make_scheduler_fixtures.py            # compare with the committed file
+    /tmp/hy3dgen/bin/python tools/make_scheduler_fixtures.py --update   # rewrite it
 
 What is recorded, for the pipeline's way of driving the scheduler (``sigmas = np.linspace(0, 1, N)``
 passed to ``set_timesteps``; reversed convention, ``t`` runs 0 -> 1):
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "tests" / "data" / "schedulers" / "hunyuan3d2.json"
+OUT = ROOT / "flowlab" / "data" / "schedulers" / "hunyuan3d2.json"  # package data: resources.data_dir("schedulers")
 
 
 def build() -> dict:

@@ -19,14 +19,7 @@ import argparse
 import json
 import time
 
-import torch
-
-from ..conventions import CONVENTIONAL, REVERSED
-from ..device import resolve_device
-from ..sampling import flip, sample
-from ..schedules import shifted
-from ..toys import get_toy, reference_gmm
-from .sample import DTYPES, add_common, check_common, check_fits, noise, quality
+from .sample import add_common, check_common, check_fits, noise, quality, torch_dtype
 
 NAME = "compare"
 HELP = "sample a toy in both conventions from the same noise: max difference and quality metrics"
@@ -38,9 +31,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..conventions import CONVENTIONAL, REVERSED
+    from ..device import resolve_device
+    from ..sampling import flip, sample
+    from ..schedules import shifted
+    from ..toys import get_toy, reference_gmm
+
     check_common(args)
     device = resolve_device(args.device)
-    dtype = DTYPES[args.dtype]
+    dtype = torch_dtype(args.dtype)
     toy = get_toy(args.dist)
     gmm, model_desc = reference_gmm(args.dist, seed=args.seed)
     check_fits(args.n, gmm.n_components, toy.dim, device)

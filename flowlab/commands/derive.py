@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+
 NAME = "derive"
 HELP = "derive the endpoint predictions (pred_x0, pred_x1) of a convention and say which one is the data"
 DESCRIPTION = """\
@@ -38,6 +39,8 @@ Examples:
   flowlab derive                                 both conventions, human-readable
   flowlab derive --convention reversed --json    Hunyuan3D-2's convention as JSON"""
 
+#: CONVENTIONAL.name, REVERSED.name and "both", written out so that --help imports no torch or SymPy;
+#: tests/test_cli_help.py keeps them equal to the Convention objects' names.
 CHOICES = ("conventional", "reversed", "both")
 
 
@@ -54,7 +57,7 @@ def derive(which: str) -> dict:
 
     if which not in CHOICES:
         raise FlowlabError(f"unknown convention {which!r}; choose one of {', '.join(CHOICES)}")
-    names = ["conventional", "reversed"] if which == "both" else [which]
+    names = list(CHOICES[:2]) if which == "both" else [which]
     return {
         "conventions": [Y.convention_report(name) for name in names],
         "map": {

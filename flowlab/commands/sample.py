@@ -19,25 +19,26 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from ..conventions import CONVENTIONS, get_convention
-from ..device import resolve_device
 from ..errors import FlowlabError
-from ..io import write_atomic
-from ..limits import MAX_STEPS, check_count, check_memory, check_seed
-from ..metrics import SW2_MAX_SAMPLES, energy_distance, sliced_wasserstein, subsample
-from ..sampling import METHODS, CallCounter, sample
-from ..schedules import shifted
-from ..toys import TOYS, get_toy, reference_gmm, sample_toy
+
+if TYPE_CHECKING:  # torch is imported when a command runs, not for --help
+    import torch
+    from torch import Tensor
 
 NAME = "sample"
 HELP = "sample a toy distribution with an exact Gaussian-mixture velocity, in either convention"
 DESCRIPTION = __doc__
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: --dtype choices: names of torch dtypes (torch is imported only when sampling runs).
+DTYPES = ("float32", "float64")
+#: Names listed in the help text, written out so that ``--help`` needs no torch; tests/test_cli_help.py checks
+#: them against flowlab.toys.TOYS, flowlab.sampling.METHODS and flowlab.conventions.CONVENTIONS.
+TOY_NAMES = ("eight_gaussians", "two_moons", "checkerboard", "pinwheel", "spiral", "rings", "swiss_roll", "torus",
+             "trefoil_knot", "helix", "sphere_shell", "cube_corners")
+METHOD_NAMES = ("euler", "heun", "midpoint")
+CONVENTION_NAMES = ("conventional", "reversed", "vp_cosine")
 OUT_SUFFIXES = (".png", ".npz")
 #: Sample sets larger than this are subsampled (first rows) for the O(N^2) energy distance.
 ENERGY_MAX = 2000
@@ -51,20 +52,29 @@ def bytes_per_sample(n_components: int, dim: int) -> float:
     return 1.5 * (100 + 20 * n_components * dim)
 
 
+def torch_dtype(name: str) -> "torch.dtype":
+    """The torch dtype of a --dtype name (``float32`` / ``float64``)."""
+    import torch
+
+    return getattr(torch, name)
+
+
 def check_fits(n: int, n_components: int, dim: int, device: torch.device) -> None:
+    from ..limits import check_memory
+
     check_memory(n * bytes_per_sample(n_components, dim), f"--n {n} samples",
                  "use a smaller --n (run several seeds and concatenate if you need more)", device)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``sample`` and ``compare``."""
-    p.add_argument("--dist", required=True, metavar="NAME", help=f"toy distribution: {', '.join(TOYS)}")
+    p.add_argument("--dist", required=True, metavar="NAME", help=f"toy distribution: {', '.join(TOY_NAMES)}")
     p.add_argument("--n", type=int, default=2000, help="number of samples (default 2000)")
     p.add_argument("--steps", type=int, default=50, help="number of steps (default 50)")
-    p.add_argument("--method", default="euler", metavar="M", help=f"integrator: {', '.join(METHODS)} (default euler)")
+    p.add_argument("--method", default="euler", metavar="M", help=f"integrator: {', '.join(METHOD_NAMES)} (default euler)")
     p.add_argument("--shift", type=float, default=1.0, help="SD3 time shift, > 1 moves steps toward noise (default 1)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA if present)")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="sampling dtype (default float32)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="sampling dtype (default float32)")
     p.add_argument("--seed", type=int, default=0, help="seed for the noise and the reference samples, "
                    "0 .. 2**64 - 1 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -73,7 +83,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p)
     p.add_argument("--convention", default="conventional", metavar="C",
-                   help=f"time convention: {', '.join(CONVENTIONS)} (default conventional)")
+                   help=f"time convention: {', '.join(CONVENTION_NAMES)} (default conventional)")
     p.add_argument("--churn", type=float, default=0.0, help="stochastic re-noising per step, >= 0 (default 0)")
     p.add_argument("--out", default=None, metavar="FILE", help="write the samples: FILE.npz (arrays) or FILE.png "
                    "(plot); written before the metrics; a symbolic link is written through to its target")
@@ -82,6 +92,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_common(args: argparse.Namespace) -> None:
     """Validate the shared flags before any work (FlowlabError lists the valid choices)."""
+    from ..device import resolve_device
+    from ..limits import MAX_STEPS, check_count, check_seed
+    from ..sampling import METHODS
+    from ..toys import get_toy
+
     toy = get_toy(args.dist)
     check_count(args.n, "--n")
     check_count(args.steps, "--steps", maximum=MAX_STEPS,
@@ -115,6 +130,8 @@ def check_out(path: str | None) -> Path | None:
 
 def noise(n: int, dim: int, seed: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """``(n, dim)`` standard normal noise drawn on the CPU (float64) from ``seed``: the same on every device."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, dim, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
 
@@ -125,6 +142,11 @@ def quality(samples: Tensor, dist: str, seed: int) -> dict:
     At most :data:`flowlab.metrics.SW2_MAX_SAMPLES` rows take part (a seeded random subset of larger sets, and
     as many fresh ground-truth samples), so the cost does not grow with ``samples``.
     """
+    import torch
+
+    from ..metrics import SW2_MAX_SAMPLES, energy_distance, sliced_wasserstein, subsample
+    from ..toys import sample_toy
+
     samples = subsample(samples, SW2_MAX_SAMPLES, seed)
     n = samples.shape[0]
     truth = sample_toy(dist, n, generator=torch.Generator().manual_seed(seed + 1), device=samples.device,
@@ -147,6 +169,8 @@ def save_png(path: Path, samples: Tensor, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..io import write_atomic
+
     pts = samples.detach().float().cpu().numpy()
     fig = plt.figure(figsize=(5, 5))
     if pts.shape[1] == 3:
@@ -164,13 +188,23 @@ def save_png(path: Path, samples: Tensor, title: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ..conventions import get_convention
+    from ..device import resolve_device
+    from ..io import write_atomic
+    from ..sampling import CallCounter, sample
+    from ..schedules import shifted
+    from ..toys import get_toy, reference_gmm
+
     check_common(args)
     conv = get_convention(args.convention)
     if not args.churn >= 0:
         raise FlowlabError(f"--churn must be >= 0, got {args.churn}")
     out = check_out(args.out)
     device = resolve_device(args.device)
-    dtype = DTYPES[args.dtype]
+    dtype = torch_dtype(args.dtype)
     toy = get_toy(args.dist)
 
     gmm, model_desc = reference_gmm(args.dist, seed=args.seed)

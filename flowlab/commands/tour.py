@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..device import resolve_device
-
 NAME = "tour"
 HELP = "execute every tutorial notebook into a build folder and print the verification table"
 DESCRIPTION = """\
@@ -54,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..device import resolve_device
     from ..teach.tour import TourInterrupted, find_notebooks, format_table, run_tour
 
     device = resolve_device(args.device)

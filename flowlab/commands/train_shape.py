@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for the checkpoints and train_log.json")
     parser.add_argument("--smoke", action="store_true", help="toy sizes, a few steps, CPU: checks the code path")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the shapes and the batches (default 0)")
     parser.add_argument("--stages", default="vae,dit,eval", help="comma-separated subset of vae,dit,eval")
     parser.add_argument("--init", metavar="FOLDER", help="start from the checkpoints in FOLDER (resume)")
     parser.add_argument("--vae-steps", default="auto", help="VAE steps, or 'auto' (fit --vae-time)")
@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae-batch", type=int, default=192, help="shapes per VAE step (default 192)")
     parser.add_argument("--dit-batch", type=int, default=512, help="pool samples per DiT step (default 512)")
     parser.add_argument("--deadline", type=float, default=None, help="wall-clock budget in s for everything")
-    parser.add_argument("--eval-shapes", type=int, default=200)
+    parser.add_argument("--eval-shapes", type=int, default=200,
+                        help="held-out shapes (a fixed seed, all families) for the final IoU evaluation (default 200)")
     parser.add_argument("--export", metavar="FOLDER", help="write the shipped folder layout from --out's checkpoints")
 
 

@@ -34,6 +34,11 @@ _BEGIN = re.compile(r"^\s*# BEGIN SOLUTION\s*$")
 _END = re.compile(r"^\s*# END SOLUTION\s*$")
 _STUB = re.compile(r"^(\s*)# STUB: ?(.*)$")
 
+#: The notation table the notebooks link to: beside the exercises folder in the checkout, beside the student
+#: notebooks in a handout (the link is rewritten and the file copied).
+NOTATION = "NOTATION.md"
+_NOTATION_LINK = "](../NOTATION.md)"
+
 _BANNER = ("**Student version** (written by `flowlab exercises`). Work top to bottom: run the setup cell, "
            "then for each exercise replace the stub in the cell marked *your turn* and run the check "
            "cell under it. A check answers PASS, *not done yet*, or what is wrong with a hint.")
@@ -92,6 +97,8 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
         elif any(_BEGIN.match(line) or _END.match(line) for line in text.splitlines()):
             raise FlowlabError(f"{where}: has solution markers but is not tagged '{SOLUTION_TAG}'; tag it, or the "
                                "solution would be handed out")
+        if cell.cell_type == "markdown" and _NOTATION_LINK in text:
+            cell.source = text.replace(_NOTATION_LINK, f"]({NOTATION})")
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
@@ -106,17 +113,19 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
 
 def find_exercise_notebooks(folder: str | Path | None = None) -> list[Path]:
     """The solved exercise notebooks ``EX_*.ipynb``: in ``folder``, else ``./notebooks/exercises``, else the
-    ``notebooks/exercises`` folder beside the installed package (a source checkout)."""
-    here = Path(__file__).resolve().parent.parent.parent
-    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks" / "exercises", here / "notebooks" / "exercises"]
+    ``exercises`` folder of the tutorial that ships with flowlab (:func:`flowlab.resources.notebooks_dir`)."""
+    from ..resources import tutorial_candidates
+
+    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks" / "exercises",
+                                                *(t / "exercises" for t in tutorial_candidates())]
     for cand in candidates:
         if cand.is_dir():
             found = sorted(cand.glob("EX_*.ipynb"))
             if found:
                 return found
     tried = ", ".join(str(c) for c in candidates)
-    raise FlowlabError(f"no solved exercise notebooks (EX_*.ipynb) found in {tried}; run from the flowlab checkout "
-                       "or pass --source DIR")
+    raise FlowlabError(f"no solved exercise notebooks (EX_*.ipynb) found in {tried}; pass --source DIR, "
+                       "or reinstall flowlab (pip install --force-reinstall flowlab) to get its tutorial back")
 
 
 def write_student_notebooks(out: str | Path, source: str | Path | None = None, *, force: bool = False) -> list[Path]:
@@ -140,7 +149,24 @@ def write_student_notebooks(out: str | Path, source: str | Path | None = None, *
     if existing and not force:
         raise FlowlabError(f"{len(existing)} file(s) already exist ({', '.join(existing)}); a student may have "
                            "worked in them. Choose another --out folder or pass --force to overwrite")
+    notation = _notation_for(solved, [nb for _, nb in built])
     out.mkdir(exist_ok=True)
     for target, nb in built:
         write_atomic(target, nbformat.writes(nb) + "\n")
+    if notation is not None:
+        write_atomic(out / NOTATION, notation.read_text(encoding="utf-8"))
     return [p for p, _ in built]
+
+
+def _notation_for(solved: list[Path], student: list[nbformat.NotebookNode]) -> Path | None:
+    """The notation table the student notebooks link to (beside the solved notebooks or one folder up), None
+    when no notebook links to it; a FlowlabError when they link to it and it is missing."""
+    here = solved[0].parent
+    for cand in (here / NOTATION, here.parent / NOTATION):
+        if cand.is_file():
+            return cand
+    link = f"]({NOTATION})"
+    if any(link in cell.source for nb in student for cell in nb.cells if cell.cell_type == "markdown"):
+        raise FlowlabError(f"the notebooks link to {NOTATION}, which is neither in {here} nor in {here.parent}; put "
+                           "it beside the notebooks so that the handout's links work")
+    return None

@@ -74,18 +74,20 @@ class _StopTour(Exception):
 def find_notebooks(folder: str | Path | None) -> list[Path]:
     """The tutorial notebooks ``NN_*.ipynb`` in reading order.
 
-    ``folder`` defaults to ``./notebooks``, else the ``notebooks`` folder beside the installed
-    package (a source checkout).
+    ``folder`` defaults to ``./notebooks``, else the tutorial that ships with flowlab
+    (:func:`flowlab.resources.notebooks_dir`: the wheel's copy, or a checkout's ``notebooks/``).
     """
-    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", Path(__file__).resolve().parents[2] / "notebooks"]
+    from ..resources import tutorial_candidates
+
+    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", *tutorial_candidates()]
     for cand in candidates:
         if cand.is_dir():
             found = sorted(p for p in cand.glob("[0-9][0-9]_*.ipynb"))
             if found:
                 return found
     tried = ", ".join(str(c) for c in candidates)
-    raise FlowlabError(f"no tutorial notebooks (NN_*.ipynb) found in {tried}; "
-                       "run from the flowlab checkout or pass --notebooks DIR")
+    raise FlowlabError(f"no tutorial notebooks (NN_*.ipynb) found in {tried}; pass --notebooks DIR, "
+                       "or reinstall flowlab (pip install --force-reinstall flowlab) to get its tutorial back")
 
 
 def check_timeout(timeout: float) -> float:
@@ -153,6 +155,7 @@ class _Runner:
         self.client: Any = None
         self.cell_index: int | None = None
         self.n_cells = 0
+        self.cell_bar: Any = None  # a tqdm bar over the running notebook's code cells (total known), or None
 
     # SIGINT: first one interrupts the running cell (the kernel gets SIGINT, the cell ends with
     # KeyboardInterrupt, nbclient shuts the kernel down); the second one kills the kernel.
@@ -182,6 +185,8 @@ class _Runner:
         if self.interrupted:
             raise _StopTour()
         self.cell_index = cell_index
+        if self.cell_bar is not None:
+            self.cell_bar.update(1)
 
     def where(self, nb: Any) -> str:
         """``in cell 3 of 12 (`first line`)``, or ``before its first cell``."""
@@ -284,11 +289,31 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
     A notebook unchanged since an earlier tour (and flowlab unchanged) comes from the cache unless
     ``force``. Raises :class:`TourInterrupted` (after writing what ran and the index) on SIGINT.
     """
-    import nbformat
-
-    from .site import claim_out_dir
+    from .site import build_site, claim_out_dir
     timeout = check_timeout(timeout)
     claim_out_dir(out)
+    loaded, read_errors = _read_all(notebooks)
+    kernel_args: list[str] = []
+    if html:
+        from .site.figure_alt import KERNEL_ARGS as kernel_args
+    claims_file = out / "claims.jsonl"
+    claims_file.unlink(missing_ok=True)
+    runs: list[NotebookRun] = []
+    executed: dict[str, Any] = {}
+    runner = _Runner(timeout, kernel_args)
+    _execute_all(notebooks, out, device, runner, loaded, read_errors, claims_file, runs, executed, progress,
+                 _open_cache(out), force)
+    claims = [ClaimRow(**row) for row in _read_claims(claims_file)]
+    if html:
+        source = notebooks[0].parent if notebooks else Path("notebooks")
+        build_site(out, source, notebooks, runs, claims, executed, interrupted=runner.interrupted, force=force)
+    if runner.interrupted:
+        raise TourInterrupted(runs, claims)
+    return runs, claims
+
+
+def _read_all(notebooks: list[Path]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each notebook read (by file name), and the read error of each that could not be."""
     loaded: dict[str, Any] = {}
     read_errors: dict[str, str] = {}
     for path in notebooks:
@@ -296,15 +321,16 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
             loaded[path.name] = read_notebook(path)
         except FlowlabError as exc:
             read_errors[path.name] = str(exc)
-    kernel_args: list[str] = []
-    if html:
-        from .site.figure_alt import KERNEL_ARGS as kernel_args
-    claims_file = out / "claims.jsonl"
-    claims_file.unlink(missing_ok=True)
-    cache = _open_cache(out)
-    runs: list[NotebookRun] = []
-    executed: dict[str, Any] = {}
-    runner = _Runner(timeout, kernel_args)
+    return loaded, read_errors
+
+
+def _execute_all(notebooks: list[Path], out: Path, device: str, runner: "_Runner", loaded: dict[str, Any],
+                 read_errors: dict[str, str], claims_file: Path, runs: list[NotebookRun], executed: dict[str, Any],
+                 progress: bool, cache: Any = None, force: bool = False) -> None:
+    """Run each notebook in its own kernel (claims appended to ``claims_file``) or take it from ``cache``,
+    appending to ``runs``; Ctrl-C stops after the running notebook, a second one kills its kernel."""
+    import nbformat
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -323,7 +349,16 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
                 runs.append(NotebookRun(path.name, 0.0, read_errors[path.name], "unreadable"))
                 continue
             nb = loaded[path.name]
-            runs.append(_run_one(runner, path, nb, claims_file, device, cache, force, kernel_log))
+            if bar is not None:  # the cells of a long notebook, under the notebooks bar; both go to stderr only
+                runner.cell_bar = tqdm(total=sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip()),
+                                       desc=f"  {path.stem[:20]}", unit="cell", leave=False, position=1,
+                                       file=sys.stderr)
+            try:
+                runs.append(_run_one(runner, path, nb, claims_file, device, cache, force, kernel_log))
+            finally:
+                if runner.cell_bar is not None:
+                    runner.cell_bar.close()
+                    runner.cell_bar = None
             write_atomic(out / path.name, nbformat.writes(nb))
             executed[path.name] = nb
             if bar is not None:
@@ -343,14 +378,6 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
             signal.signal(signal.SIGINT, old_handler)
         if bar is not None:
             bar.close()
-    claims = [ClaimRow(**row) for row in _read_claims(claims_file)]
-    if html:
-        from .site import build_site
-        source = notebooks[0].parent if notebooks else Path("notebooks")
-        build_site(out, source, notebooks, runs, claims, executed, interrupted=runner.interrupted, force=force)
-    if runner.interrupted:
-        raise TourInterrupted(runs, claims)
-    return runs, claims
 
 
 def format_table(runs: list[NotebookRun], claims: list[ClaimRow]) -> str:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..._optional import require
 from .primitives import ShapeBatch
 
 __all__ = ["render", "to_model_input", "to_pil", "CAMERA_DISTANCE", "PLANE_HALF", "LIGHT"]
@@ -80,7 +81,7 @@ def to_model_input(rgba: Tensor) -> Tensor:
 
 def to_pil(rgba: Tensor):
     """One (4, H, W) render (or a batch of one) -> PIL RGBA image."""
-    from PIL import Image
+    Image = require("PIL.Image", "rendering an image")
 
     if rgba.ndim == 4:
         rgba = rgba[0]

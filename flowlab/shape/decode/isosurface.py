@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..._optional import require
 from ...errors import FlowlabError
 from . import _mc_table
 from .mesh import Mesh
@@ -128,7 +129,7 @@ def chamfer_distance(a: Mesh | np.ndarray | Tensor, b: Mesh | np.ndarray | Tenso
     (a seeded random subset; the nearest neighbours are still searched among ALL vertices of the other
     side); None uses every vertex. Exact nearest neighbours (a k-d tree, float64, on the CPU).
     """
-    from scipy.spatial import cKDTree
+    cKDTree = require("scipy.spatial", "the nearest-vertex distance").cKDTree
 
     def pts(m) -> np.ndarray:
         x = m.vertices if isinstance(m, Mesh) else m
@@ -153,7 +154,7 @@ def chamfer_distance(a: Mesh | np.ndarray | Tensor, b: Mesh | np.ndarray | Tenso
 def max_nearest_distance(a: Mesh | np.ndarray | Tensor, b: Mesh | np.ndarray | Tensor) -> float:
     """The largest distance from a vertex of ``a`` to its nearest vertex of ``b`` (one-sided Hausdorff
     over vertices; exact, a k-d tree in float64): 0 when every vertex of ``a`` is a vertex of ``b``."""
-    from scipy.spatial import cKDTree
+    cKDTree = require("scipy.spatial", "the nearest-vertex distance").cKDTree
 
     pa, pb = (np.asarray(m.vertices if isinstance(m, Mesh) else m, dtype=np.float64) for m in (a, b))
     return float(cKDTree(pb).query(pa)[0].max())

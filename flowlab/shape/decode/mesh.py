@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from ..._optional import require
 from ...errors import FlowlabError
 from ...io import write_atomic
 
@@ -35,7 +36,7 @@ class Mesh:
     faces: np.ndarray
 
     def to_trimesh(self):
-        import trimesh
+        trimesh = require("trimesh", "writing a mesh")
 
         return trimesh.Trimesh(self.vertices, self.faces, process=False)
 
@@ -45,7 +46,7 @@ def marching_cubes(logits: Tensor | np.ndarray, *, level: float = 0.0, bounds: f
 
     Raises FlowlabError when the volume does not cross ``level`` (no surface).
     """
-    from skimage import measure
+    measure = require("skimage.measure", "marching cubes (skimage)")
 
     vol = logits.detach().float().cpu().numpy() if isinstance(logits, Tensor) else np.asarray(logits, np.float32)
     if vol.ndim != 3:
@@ -63,7 +64,7 @@ def marching_cubes(logits: Tensor | np.ndarray, *, level: float = 0.0, bounds: f
     verts = (verts / grid_size * box + np.array([-bounds] * 3)).astype(np.float32)
     faces = np.ascontiguousarray(faces[:, ::-1])
     # as the reference's export: trimesh with its default processing, which merges coincident vertices
-    import trimesh
+    trimesh = require("trimesh", "writing a mesh")
 
     tm = trimesh.Trimesh(verts, faces)
     return Mesh(vertices=np.asarray(tm.vertices, dtype=np.float64), faces=np.asarray(tm.faces, dtype=np.int64))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..._optional import require
 from ...errors import FlowlabError
 
 __all__ = ["MINI_NAME", "MINI_DIR", "MANIFEST", "SHIPPED_FILES", "mini_folder", "load_mini", "load_mini_encoder",
@@ -82,7 +83,7 @@ def load_mini(device: torch.device | str = "cpu", dtype: torch.dtype = torch.flo
 
 def load_mini_encoder(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """The ShapeVAE encoder trained with the mini model (strict load)."""
-    import yaml
+    yaml = require("yaml", "the mini model's config.yaml")
 
     from .checkpoint import load_strict, read_state_dict
     from ..models.encoder import EncoderConfig, ShapeVAEEncoder
@@ -161,7 +162,7 @@ def plot_training_log(logs: list[dict], path: Path) -> None:
 def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
     """Write the shipped layout to ``dest`` from a ``flowlab train-shape`` output folder ``run``
     (``previous``: folders of the runs it was initialised from, oldest first, for the log)."""
-    import yaml
+    yaml = require("yaml", "the mini model's config.yaml")
     from safetensors.torch import load_file, save_file
 
     from ...io import write_atomic
@@ -171,7 +172,7 @@ def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
     need = ["dit.safetensors", "vae.safetensors", "conditioner.safetensors", "encoder.safetensors", "train_log.json"]
     for n in need:
         if not (run / n).is_file():
-            raise FlowlabError(f"{run / n} is missing; pass the --out folder of a finished `flowlab train-shape` run")
+            raise FlowlabError(f"{run / n} is missing; pass the output folder of a finished training run (flowlab.shape.train)")
     log = json.loads((run / "train_log.json").read_text())
     logs = [json.loads((Path(p) / "train_log.json").read_text()) for p in previous] + [log]
     dest.mkdir(parents=True, exist_ok=True)

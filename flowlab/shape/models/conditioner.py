@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..._optional import require
 from ...errors import FlowlabError
 
 __all__ = ["ImageConditioner", "load_image", "recenter", "convert_dinov2_keys", "multiview_embedding",
@@ -93,11 +94,9 @@ class DinoImageEncoder(nn.Module):
 
     def __init__(self, config: dict, image_size: int = 518, use_cls_token: bool = True) -> None:
         super().__init__()
-        try:
-            from transformers import Dinov2Config, Dinov2Model
-        except ImportError:
-            raise FlowlabError("the image conditioner needs transformers (pip install transformers); or pass a "
-                               "precomputed embedding (--embedding FILE)") from None
+        transformers = require("transformers", "the image conditioner (DINOv2; or pass a precomputed embedding, "
+                                               "sample_latents(cond=...))")
+        Dinov2Config, Dinov2Model = transformers.Dinov2Config, transformers.Dinov2Model
         cfg = {k: v for k, v in config.items() if k not in ("torch_dtype", "dtype")}
         self.model = Dinov2Model(Dinov2Config(**cfg))
         self.model.eval()
@@ -200,7 +199,7 @@ class ImageConditioner(nn.Module):
 
 def recenter(rgba: np.ndarray, border_ratio: float = 0.15) -> np.ndarray:
     """(H, W, 4) uint8 -> (S, S, 3) uint8, S = max(H, W): object fills 1 - border_ratio, white background."""
-    from PIL import Image
+    Image = require("PIL.Image", "reading an image")
 
     mask = rgba[..., 3]
     size = max(rgba.shape[:2])
@@ -230,7 +229,8 @@ def load_image(image: "str | os.PathLike | object", size: int = 512, border_rati
 
     Raises FlowlabError for an unreadable file or an unsupported mode.
     """
-    from PIL import Image, UnidentifiedImageError
+    Image = require("PIL.Image", "reading an image")
+    UnidentifiedImageError = Image.UnidentifiedImageError
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)

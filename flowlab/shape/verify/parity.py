@@ -1,7 +1,7 @@
 """Agreement with the reference implementation (hy3dgen 2.0.2), from the committed fixtures.
 
 tools/make_reference_fixtures.py runs the reference on seeded small configurations and stores
-weights, inputs and outputs under tests/data/hy3dgen/; :func:`parity_report` loads them into
+weights, inputs and outputs under flowlab/data/hy3dgen/ (package data); :func:`parity_report` loads them into
 flowlab's modules and measures the differences. No reference code is needed to run it.
 """
 from __future__ import annotations
@@ -14,18 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ... import resources
 from ..models.dit import ShapeDiT
 from ..decode.isosurface import max_nearest_distance
 from ..decode.mesh import marching_cubes
-from ..pipeline import ShapePipeline
+from ..pipeline import SAMPLING_CONVENTIONS, ShapePipeline
 from ..load.config import dit_config_from_params, vae_config_from_params
 from ..models.vae import ShapeVAE
 from ..decode.volume import decode_dense
 
 __all__ = ["FIXTURES", "FP16_TOL", "ParityRow", "parity_report", "rel_err"]
 
-#: Where the fixtures live in a source checkout.
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "data" / "hy3dgen"
+#: Where the fixtures live: package data (flowlab/data/hy3dgen), in a wheel and in a checkout alike.
+FIXTURES = resources.PACKAGE_DIR / "data" / "hy3dgen"
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -63,7 +64,7 @@ def parity_report(data_dir: str | Path | None = None) -> list[ParityRow]:
     """Forward passes, volume decode, mesh and 4-step sampling against the reference fixtures."""
     from safetensors.torch import load_file
 
-    root = Path(data_dir) if data_dir is not None else FIXTURES
+    root = Path(data_dir) if data_dir is not None else resources.data_dir("hy3dgen")
     facts = json.loads((root / "fixtures.json").read_text())
     small = facts["small"]
     rows: list[ParityRow] = []
@@ -106,7 +107,7 @@ def parity_report(data_dir: str | Path | None = None) -> list[ParityRow]:
              "turbo_f32": ("dit_guided", torch.float32, "consistency"),
              "turbo_f16": ("dit_guided", torch.float16, "consistency")}
     for tag, (dit_name, dtype, scheduler) in cases.items():
-        for conv in ("reversed", "conventional"):
+        for conv in (c.name for c in SAMPLING_CONVENTIONS):
             # the pipeline casts its modules in place: copies keep the float32 originals
             pipe = ShapePipeline(dit=copy.deepcopy(dits[dit_name]), vae=copy.deepcopy(vaes["vae"]),
                                  scheduler=scheduler, pcm_timesteps=100, dtype=dtype)

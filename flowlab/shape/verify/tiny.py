@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..._optional import require
 from ..models.dit import DiTConfig, ShapeDiT
 from ..pipeline import ShapePipeline
 from ..models.vae import ShapeVAE, VAEConfig
@@ -104,7 +105,7 @@ def write_checkpoint_folder(pipe: ShapePipeline, folder: str | os.PathLike, *, f
     A conditioner (when the pipeline has one) is saved with the Dinov2 parameter names of transformers
     ``dinov2_names`` ('4.x', as in the release, or '5.x').
     """
-    import yaml
+    yaml = require("yaml", "writing config.yaml")
 
     from ..models.conditioner import convert_dinov2_keys
 
