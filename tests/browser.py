@@ -311,13 +311,15 @@ def dead_links(links: list[str]) -> list[str]:
     return dead
 
 
-PAGE_READY = ("document.readyState === 'complete' && (!document.getElementById('MathJax-script') || "
-              "document.documentElement.getAttribute('data-mathjax') === 'done')")
+PAGE_READY = ("document.readyState === 'complete' && (!document.querySelector('#MathJax-script, "
+              "script[src*=\"mathjax/tex-svg\"]') || document.documentElement.getAttribute('data-mathjax') === 'done')")
 
 
 def site_pages(build: Path) -> list[Path]:
-    """Every HTML page a tour build holds (the vendored static/ folder excluded)."""
-    return sorted(p for p in build.rglob("*.html") if "static" not in p.relative_to(build).parts)
+    """Every HTML page a tour build holds, both editions (Sphinx's _static/, _sources/ and the hidden
+    .site-src/, .doctrees/ folders excluded)."""
+    return sorted(p for p in build.rglob("*.html")
+                  if not any(part.startswith(("_", ".")) or part == "static" for part in p.relative_to(build).parts[:-1]))
 
 
 def check_site(build: Path, browser: Chromium, shots: Path | None = None) -> dict[str, PageReport]:

@@ -78,8 +78,59 @@ def test_every_tour_page_renders(chromium: br.Chromium, tour_build: Path) -> Non
     reports = br.check_site(tour_build, chromium, _shots())
     problems = {rel: rep.problems() for rel, rep in reports.items() if rep.problems()}
     assert not problems, json.dumps(problems, indent=1)[:6000]
-    for nb in notebooks:  # MathJax really ran on every notebook page
+    for nb in notebooks:  # MathJax really ran on every notebook page, in both editions
         assert reports[f"{nb}.html"].dom["math"] > 0, f"{nb}.html: no typeset formula"
+        assert reports[f"zh/{nb}.html"].dom["math"] > 0, f"zh/{nb}.html: no typeset formula"
+    assert reports["NOTATION.html"].dom["math"] >= 40, "NOTATION is typeset"
+
+
+def test_every_page_has_its_own_title(chromium: br.Chromium, tour_build: Path) -> None:
+    for edition in (tour_build, tour_build / "zh"):
+        titles: dict[str, str] = {}
+        for page in sorted(edition.glob("**/*.html")):
+            rel = page.relative_to(edition).as_posix()
+            if rel.split("/")[0].startswith(("_", ".", "zh")):
+                continue
+            tab = chromium.new_tab()
+            try:
+                tab.send("Page.navigate", {"url": page.resolve().as_uri()})
+                assert tab.wait_for("document.readyState === 'complete'", 60), rel
+                titles[rel] = tab.evaluate("document.title")
+            finally:
+                chromium.close_tab(tab)
+        same = {t: [r for r in titles if titles[r] == t] for t in set(titles.values())}
+        assert all(len(v) == 1 for v in same.values()), {t: v for t, v in same.items() if len(v) > 1}
+        assert not any(t.lower().startswith(("notebook", "<no title>")) for t in titles.values()), titles
+    assert "记号" in (tour_build / "zh" / "NOTATION.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("edition", ["", "zh/"])
+def test_search_works_offline_and_finds_pred_x1(chromium: br.Chromium, tour_build: Path, edition: str) -> None:
+    url = (tour_build / edition / "search.html").resolve().as_uri() + "?q=pred_x1"
+    tab = chromium.new_tab()
+    try:
+        tab.send("Page.navigate", {"url": url})
+        done = "document.querySelectorAll('#search-results li').length > 0 || " \
+               "(document.querySelector('#search-results .search-summary') || {}).textContent > ''"
+        assert tab.wait_for(done, 90), "the search page never answered (searchindex.js not loaded from file://?)"
+        count, stable = -1, 0
+        while stable < 8:  # results are added one at a time: wait until the list stops growing
+            now = tab.evaluate("document.querySelectorAll('#search-results li').length")
+            stable, count = (stable + 1, now) if now == count else (0, now)
+            time.sleep(0.25)
+        hits = tab.evaluate("Array.from(document.querySelectorAll('#search-results li a')).map(a => a.getAttribute('href'))")
+    finally:
+        chromium.close_tab(tab)
+    assert any("06_guidance_with_pred_x1" in h for h in hits), hits
+    assert any(h.startswith("01_reversed_time") or "NOTATION" in h for h in hits), hits
+    # the negative control: a word the site does not contain finds nothing
+    tab = chromium.new_tab()
+    try:
+        tab.send("Page.navigate", {"url": (tour_build / edition / "search.html").resolve().as_uri() + "?q=zzyzxquux"})
+        assert tab.wait_for("(document.querySelector('#search-results .search-summary') || {}).textContent > ''", 90)
+        assert tab.evaluate("document.querySelectorAll('#search-results li').length") == 0
+    finally:
+        chromium.close_tab(tab)
 
 
 def test_the_check_catches_a_broken_page(chromium: br.Chromium, tmp_path: Path) -> None:
@@ -88,11 +139,12 @@ def test_the_check_catches_a_broken_page(chromium: br.Chromium, tmp_path: Path) 
     shutil.copytree(STATIC, tmp_path / "static")
     (tmp_path / "ok.html").write_text("<p id='here'>fine</p>")
     head = ('<script src="static/mathjax-config.js"></script>'
-            '<script id="MathJax-script" defer src="static/mathjax/tex-svg-full.js"></script>')
+            '<script defer src="static/mathjax/tex-svg-full.js"></script>')
     (tmp_path / "bad.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'>{head}<script src='static/missing.js'></script></head><body>"
-        "<p>good: $x' = x + (t' - t)\\,v$, $\\text{pred\\_x1}$, $\\hat{D}$, $\\sqrt{\\bar\\alpha}$, $\\mathbb{E}$</p>"
-        "<p>broken: $x^^2$ and $\\undefinedmacro x$</p>"
+        "<p>good: \\(x' = x + (t' - t)\\,v\\), \\(\\text{pred\\_x1}\\), \\(\\hat{D}\\), \\(\\sqrt{\\bar\\alpha}\\), "
+        "\\(\\mathbb{E}\\)</p>"
+        "<p>broken: \\(x^^2\\) and \\(\\undefinedmacro x\\)</p>"
         "<p class='tex2jax_ignore'>left as text: $y = 2$</p>"
         "<img src='nothere.png' alt='x'>"
         "<a href='ok.html#here'>good link</a> <a href='gone.html'>dead link</a> <a href='ok.html#nowhere'>bad anchor</a>"

@@ -95,7 +95,7 @@ def test_sigint_says_interrupted_exits_130_shuts_the_kernel_down_and_writes_the_
         kernel = int(pid_file.read_text())
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
+        stdout, stderr = proc.communicate(timeout=400)  # the pages are built after the interrupt
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -186,45 +186,94 @@ def test_claim_kind_is_inferred_recorded_and_checked(tmp_path: Path, monkeypatch
 
 # -- the site --------------------------------------------------------------------------------------
 
-def test_the_site_has_every_page_navigation_rewritten_links_and_a_landing_page(tmp_path: Path,
-                                                                               capsys: pytest.CaptureFixture) -> None:
+def _titles(page: Path) -> str:
+    return re.search(r"<title>(.*?)</title>", page.read_text(encoding="utf-8"), re.S).group(1).strip()
+
+
+def test_the_site_has_every_page_navigation_links_titles_search_both_editions_and_a_landing_page(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     nbs = tmp_path / "nbs"
     (nbs / "exercises").mkdir(parents=True)
     _md_notebook(nbs / "01_first.ipynb",
                  ["# 01 · First steps\n\n*Purpose:* show $x' = x + (t' - t)\\,v$ and `flip`. Symbols: "
-                  "[notation](NOTATION.md).\n\nNext: [the second](02_second.ipynb#Part-2)."],
+                  "[notation](NOTATION.md).\n\nNext: [the second](02_second.ipynb#part-2)."],
                  [CLAIM_OK, CLAIM_RATIO])
     _md_notebook(nbs / "02_second.ipynb", ["# 02 · Second\n\nThe second one.", "## Part 2\n\nText."], [CLAIM_EXACT])
     _md_notebook(nbs / "exercises" / "EX_01_jump.ipynb", ["# Exercise: the jump\n\nBack to [01](../01_first.ipynb)."], [])
     (nbs / "NOTATION.md").write_text("# Notation\n\n| symbol | meaning |\n|---|---|\n| $\\hat{D}$ | data |\n\n"
                                      "Read [01](01_first.ipynb) and the [guide](GUIDE.md).\n")
     (nbs / "GUIDE.md").write_text("# A guide for lecturers\n\nSee [the exercise](exercises/EX_01_jump.ipynb), "
-                                  "the [picture](pic.svg) and the [notation](NOTATION.md#Notation).\n")
+                                  "the [picture](pic.svg) and the [notation](NOTATION.md#notation).\n")
     (nbs / "pic.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>')
     out = tmp_path / "build"
     assert main(["tour", "--notebooks", str(nbs), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
     capsys.readouterr()
-    pages = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html") if "static" not in p.parts)
-    assert pages == ["01_first.html", "02_second.html", "GUIDE.html", "NOTATION.html", "exercises/EX_01_jump.html",
-                     "index.html"]
+    pages = ["01_first.html", "02_second.html", "GUIDE.html", "NOTATION.html", "api.html",
+             "exercises/EX_01_jump.html", "index.html"]
+    for edition in (out, out / "zh"):
+        assert all((edition / p).is_file() for p in pages), sorted(x.name for x in edition.iterdir())
+        assert (edition / "search.html").is_file() and (edition / "searchindex.js").is_file()
+    titles = {p: _titles(out / p) for p in pages}
+    assert titles["01_first.html"].startswith("01 · First steps") and titles["GUIDE.html"].startswith("A guide")
+    assert len(set(titles.values())) == len(pages), titles  # every page has its own title
     first = (out / "01_first.html").read_text()
-    assert 'href="NOTATION.html"' in first and 'href="02_second.html#Part-2"' in first  # .md / .ipynb -> pages
-    assert re.search(r'<a class="fl-prev" href="NOTATION.html"', first)  # previous / next page
-    assert re.search(r'<a class="fl-next" href="02_second.html"', first)
-    for href in pages:  # every page links to every page through the sidebar
+    assert 'href="NOTATION.html"' in first and 'href="02_second.html#part-2"' in first  # .md / .ipynb -> pages
+    assert re.search(r'<a class="left-prev"\s+href="NOTATION.html"', first)  # previous / next page
+    assert re.search(r'<a class="right-next"\s+href="02_second.html"', first)
+    assert "_sources/01_first.ipynb" in first  # the download button
+    assert (out / "_sources" / "01_first.ipynb").is_file()
+    for href in pages:  # every page links to every notebook through the sidebar, and to its zh twin
         body = (out / href).read_text()
         root = "../" if "/" in href else ""
-        assert all(f'href="{root}{p}"' in body for p in pages), href
+        assert all(f'href="{root}{p}"' in body for p in ("01_first.html", "02_second.html") if p != href), href
+        assert f'href="{root}zh/{href}"' in body, href
+        assert f'href="{root}../{href}"' in (out / "zh" / href).read_text(), href
     guide = (out / "GUIDE.html").read_text()
-    assert 'href="exercises/EX_01_jump.html"' in guide and 'href="NOTATION.html#Notation"' in guide
-    assert (out / "pic.svg").exists()  # a local file a page links to is copied beside it
+    assert 'href="exercises/EX_01_jump.html"' in guide and 'href="NOTATION.html#notation"' in guide
+    assert re.search(r'href="(_downloads/[0-9a-f]+/pic\.svg)"', guide)  # a local file a page links to is copied
     assert 'href="../01_first.html"' in (out / "exercises" / "EX_01_jump.html").read_text()
     index = (out / "index.html").read_text()
-    assert "First steps" in index and "Show $x' = x + (t' - t)\\,v$ and <code>flip</code>." in index  # purpose
+    assert "First steps" in index and ('Show <span class="math notranslate nohighlight">\\(x&#x27; = x + (t&#x27; - t)'
+                                       '\\,v\\)</span> and <code>flip</code>.') in index  # purpose, its math for MathJax
     assert re.search(r"<td class=\"fl-time\">\d+ min</td><td class=\"fl-claims\"><span class=\"fl-pass\">2 of 2", index)
     assert index.count('<details class="fl-group">') == 2  # one per notebook, collapsed
     assert ">exact</td><td class=\"fl-num\">&mdash;</td>" in index and "ratio 0.5" in index and "error 0.00e+00" in index
-    assert re.findall(r'<script[^>]*src="(https?://[^"]+)"', index + first) == []
+    assert "阅读时间" in (out / "zh" / "index.html").read_text() and "阅读时间" not in index
+    scripts = re.findall(r'<script[^>]*src="([^"]+)"', index + first)
+    assert any(s.split("?")[0].endswith("_static/mathjax/tex-svg-full.js") for s in scripts), scripts
+    assert not [s for s in scripts if re.match(r"(https?:)?//", s)], scripts  # nothing from a CDN
+
+
+def test_a_second_tour_takes_unchanged_notebooks_from_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    write_notebook(nbs / "01_a.ipynb", [(CLAIM_OK, None)])
+    write_notebook(nbs / "02_b.ipynb", [(CLAIM_EXACT, None)])
+    import nbformat  # a committed notebook carries the timestamps of its last run: not part of the key
+    nb = nbformat.read(nbs / "01_a.ipynb", as_version=4)
+    nb.cells[0].metadata["execution"] = {"iopub.execute_input": "2026-12-01T23:22:52.692286Z"}
+    nbformat.write(nb, nbs / "01_a.ipynb")
+    out = tmp_path / "build"
+    args = ["tour", "--notebooks", str(nbs), "--out", str(out), "--device", "cpu", "--quiet", "--no-html"]
+
+    def tour(*extra: str) -> tuple[str, list[str]]:
+        assert main(args + list(extra)) == 0
+        ran = re.findall(r"^== (\S+)", (out / "kernels.log").read_text(), re.M)
+        return capsys.readouterr().out, ran
+
+    table, ran = tour()
+    assert ran == ["01_a.ipynb", "02_b.ipynb"] and "2 passed, 0 failed" in table
+    table2, ran = tour()
+    assert ran == [] and table2 == table  # nothing changed: no kernel started, the same claims printed
+    write_notebook(nbs / "02_b.ipynb", [(CLAIM_EXACT + "\nclaim_exact('four is even', 4 % 2 == 0)", None)])
+    table3, ran = tour()
+    assert ran == ["02_b.ipynb"] and "four is even" in table3 and "3 passed, 0 failed" in table3
+    _, ran = tour("--force")
+    assert ran == ["01_a.ipynb", "02_b.ipynb"]
+    from flowlab.teach.site.cache import ExecutionCache
+    other = ExecutionCache(out / ".jupyter_cache", key="0.0.0+another-flowlab")  # flowlab changed
+    from flowlab.teach.tour import read_notebook
+    assert other.lookup(read_notebook(nbs / "01_a.ipynb")) is None
 
 
 def test_the_real_notebooks_are_found_in_reading_order() -> None:

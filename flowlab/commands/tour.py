@@ -9,10 +9,13 @@ NAME = "tour"
 HELP = "execute every tutorial notebook into a build folder and print the verification table"
 DESCRIPTION = """\
 Execute notebooks/NN_*.ipynb headlessly (in this Python environment), write the executed
-notebooks and an offline HTML site to the build folder (one page per notebook and per Markdown
-page in the notebooks folder, formulas typeset by a local MathJax 3, and index.html: the reading
-order and the verification table), then print one row per claim the notebooks make: the measured
-error, the tolerance, PASS or FAIL.
+notebooks and an offline Sphinx site to the build folder (one page per notebook and per Markdown
+page in the notebooks folder, an API reference, search, formulas typeset by a local MathJax 3,
+index.html: the reading order and the verification table; the Chinese edition in zh/), then print
+one row per claim the notebooks make: the measured error, the tolerance, PASS or FAIL.
+Executed notebooks are cached in the build folder: a notebook whose code and flowlab are unchanged
+since the last tour is not run again (--force runs all). The build folder must be new, empty or an
+earlier tour's: the tour never overwrites or deletes files it did not make.
 A notebook that cannot be read or that fails gets a FAIL row that names the cell; the others
 still run. The kernels' own messages go to kernels.log in the build folder.
 Exit status 0 when everything passed, 1 when any claim failed or a notebook broke, 130 when
@@ -41,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-cell time limit in seconds, > 0 (default 900); a cell that runs longer "
                              "fails its notebook, and the row names the cell and the limit")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML pages")
+    parser.add_argument("--force", action="store_true",
+                        help="run every notebook and rebuild every page, ignoring the execution cache of "
+                             "earlier tours (by default a notebook whose code and flowlab are unchanged is "
+                             "taken from the cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -54,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"flowlab tour: {len(notebooks)} notebooks on {device} -> {out}/", file=sys.stderr)
     try:
         runs, claims = run_tour(notebooks, out, device=str(device), timeout=args.timeout,
-                                html=not args.no_html, progress=not args.quiet)
+                                html=not args.no_html, progress=not args.quiet, force=args.force)
     except TourInterrupted as stop:
         print(format_table(stop.runs, stop.claims))
         ran = [r.notebook for r in stop.runs if r.status == "ran"]

@@ -3,8 +3,13 @@
 Each notebook records its checks through :func:`flowlab.claims.claim`; the tour points
 ``FLOWLAB_CLAIMS_FILE`` at a file in the build folder, runs the notebooks headlessly with
 nbclient (in the current Python environment), and returns one row per claim. With ``html`` it also
-writes the site (:mod:`flowlab.teach.site`): one page per notebook and per Markdown page in the notebooks
-folder, and a landing page ``index.html`` with the reading order and the verification table.
+builds the site with Sphinx (:mod:`flowlab.teach.site`): one page per notebook and per Markdown page in the
+notebooks folder, an API reference, a landing page ``index.html`` with the reading order and the
+verification table, and the Chinese edition in ``zh/``.
+
+Executed notebooks are cached (:mod:`flowlab.teach.site.cache`, jupyter-cache in ``.jupyter_cache``): a
+notebook whose code and flowlab are unchanged since an earlier tour is not run again; its claims
+come from the cache. ``force`` runs every notebook.
 
 Faults stay local: a notebook that cannot be read or that fails gets a failed row and the others
 still run. On SIGINT (Ctrl-C) the running cell is interrupted, the kernel is shut down, the pages of
@@ -51,6 +56,7 @@ class NotebookRun:
     seconds: float
     error: str | None  # None when the notebook ran to the end
     status: str = "ran"  # "ran", "failed", "not run" (interrupted before it), "unreadable"
+    cached: bool = False  # taken from the execution cache of an earlier tour
 
 
 class TourInterrupted(Exception):
@@ -142,8 +148,9 @@ KERNEL_LOG = "kernels.log"
 class _Runner:
     """Executes one notebook at a time in a worker thread; the main thread handles SIGINT."""
 
-    def __init__(self, timeout: float):
+    def __init__(self, timeout: float, kernel_args: list[str] | None = None):
         self.timeout = timeout
+        self.kernel_args = list(kernel_args or [])
         self.interrupted = False
         self.client: Any = None
         self.cell_index: int | None = None
@@ -201,7 +208,7 @@ class _Runner:
         self.n_cells = len(nb.cells)
         self.client = NotebookClient(nb, timeout=self.timeout, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent.resolve())}},
-                                     on_cell_start=self._on_cell_start)
+                                     on_cell_start=self._on_cell_start, extra_arguments=self.kernel_args)
         box: dict[str, BaseException] = {}
 
         def work() -> None:
@@ -235,40 +242,74 @@ class _Runner:
         return f"{type(exc).__name__} {self.where(nb)}: {lines[-1] if lines else ''}".rstrip(": ")
 
 
+def _open_cache(out: Path) -> Any:
+    try:
+        from .site.cache import CACHE_DIR, ExecutionCache
+        return ExecutionCache(out / CACHE_DIR)
+    except FlowlabError:  # jupyter-cache is not installed: run every notebook
+        return None
+
+
+def _read_claims(claims_file: Path, skip: int = 0) -> list[dict]:
+    if not claims_file.exists():
+        return []
+    return [json.loads(line) for line in claims_file.read_text().splitlines()[skip:] if line.strip()]
+
+
+def _run_one(runner: _Runner, path: Path, nb: Any, claims_file: Path, device: str, cache: Any, force: bool,
+             kernel_log: Any) -> NotebookRun:
+    """Take ``path`` from the cache, or execute it in place and cache it when it ran to the end."""
+    hit = None if cache is None or force else cache.lookup(nb)
+    if hit is not None:
+        merged, rows, seconds = hit
+        nb.cells = merged.cells
+        with open(claims_file, "a", encoding="utf-8") as sink:
+            sink.writelines(json.dumps(row) + "\n" for row in rows)
+        return NotebookRun(path.name, seconds, None, "ran", cached=True)
+    before = len(_read_claims(claims_file))
+    kernelspec = json.loads(json.dumps(nb.metadata.get("kernelspec"))) if "kernelspec" in nb.metadata else None
+    env = {CLAIMS_FILE_ENV: str(claims_file.resolve()), NOTEBOOK_ENV: path.name, DEVICE_ENV: device,
+           "PYTHONWARNINGS": "ignore"}
+    start = time.perf_counter()
+    kernel_log.write(f"== {path.name}\n")
+    kernel_log.flush()
+    with _env(env):
+        err = runner.execute(nb, path, kernel_log)
+    seconds = time.perf_counter() - start
+    if err is None and cache is not None and not runner.interrupted:
+        cache.store(nb, path.name, _read_claims(claims_file, before), seconds, kernelspec)
+    return NotebookRun(path.name, seconds, err, "failed" if err else "ran")
+
+
 def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 900, html: bool = True,
-             progress: bool = True) -> tuple[list[NotebookRun], list[ClaimRow]]:
+             progress: bool = True, force: bool = False) -> tuple[list[NotebookRun], list[ClaimRow]]:
     """Execute ``notebooks`` into ``out``; return how each run went and every claim made.
 
-    Raises :class:`TourInterrupted` (after writing what ran and the index) on SIGINT.
+    ``out`` must be new, empty, or an earlier tour's build folder (:func:`flowlab.teach.site.claim_out_dir`).
+    A notebook unchanged since an earlier tour (and flowlab unchanged) comes from the cache unless
+    ``force``. Raises :class:`TourInterrupted` (after writing what ran and the index) on SIGINT.
     """
+    from .site import build_site, claim_out_dir
     timeout = check_timeout(timeout)
-    _check_build_folder(out)
+    claim_out_dir(out)
     loaded, read_errors = _read_all(notebooks)
-    summaries: dict[str, Any] = {}
-    site = _plan_site(out, notebooks, loaded, summaries) if html else None
+    kernel_args: list[str] = []
+    if html:
+        from .site.figure_alt import KERNEL_ARGS as kernel_args
     claims_file = out / "claims.jsonl"
     claims_file.unlink(missing_ok=True)
     runs: list[NotebookRun] = []
     executed: dict[str, Any] = {}
-    runner = _Runner(timeout)
-    _execute_all(notebooks, out, device, runner, loaded, read_errors, claims_file, runs, executed, progress)
-    claims = [ClaimRow(**json.loads(line)) for line in claims_file.read_text().splitlines() if line.strip()] \
-        if claims_file.exists() else []
-    if site is not None:
-        _finish_site(site, notebooks, runs, claims, summaries, executed, interrupted=runner.interrupted)
+    runner = _Runner(timeout, kernel_args)
+    _execute_all(notebooks, out, device, runner, loaded, read_errors, claims_file, runs, executed, progress,
+                 _open_cache(out), force)
+    claims = [ClaimRow(**row) for row in _read_claims(claims_file)]
+    if html:
+        source = notebooks[0].parent if notebooks else Path("notebooks")
+        build_site(out, source, notebooks, runs, claims, executed, interrupted=runner.interrupted, force=force)
     if runner.interrupted:
         raise TourInterrupted(runs, claims)
     return runs, claims
-
-
-def _check_build_folder(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise FlowlabError(f"cannot write to the build folder {out} ({exc}); pass --out to a writable folder") from None
 
 
 def _read_all(notebooks: list[Path]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -283,29 +324,11 @@ def _read_all(notebooks: list[Path]) -> tuple[dict[str, Any], dict[str, str]]:
     return loaded, read_errors
 
 
-def _plan_site(out: Path, notebooks: list[Path], loaded: dict[str, Any], summaries: dict[str, Any]) -> Any:
-    """The HTML site's plan (titles from every notebook, the pages' assets copied); fills ``summaries``."""
-    from .site import Site, notebook_summary
-    for name, nb in loaded.items():
-        summaries[name] = notebook_summary(nb)
-    source = notebooks[0].parent if notebooks else Path("notebooks")
-    _, others = Site.other_sources(source)
-    titles = {k: v.title for k, v in summaries.items() if v.title}
-    for p in others:
-        try:
-            titles[p.relative_to(source).as_posix()] = notebook_summary(read_notebook(p)).title
-        except (FlowlabError, ValueError):
-            pass
-    site = Site.plan(out, source, notebooks, titles)
-    site.copy_assets()
-    return site
-
-
 def _execute_all(notebooks: list[Path], out: Path, device: str, runner: "_Runner", loaded: dict[str, Any],
                  read_errors: dict[str, str], claims_file: Path, runs: list[NotebookRun], executed: dict[str, Any],
-                 progress: bool) -> None:
-    """Run each notebook in its own kernel (claims appended to ``claims_file``), appending to ``runs``; Ctrl-C
-    stops after the running notebook, a second one kills its kernel."""
+                 progress: bool, cache: Any = None, force: bool = False) -> None:
+    """Run each notebook in its own kernel (claims appended to ``claims_file``) or take it from ``cache``,
+    appending to ``runs``; Ctrl-C stops after the running notebook, a second one kills its kernel."""
     import nbformat
 
     bar = None
@@ -326,23 +349,16 @@ def _execute_all(notebooks: list[Path], out: Path, device: str, runner: "_Runner
                 runs.append(NotebookRun(path.name, 0.0, read_errors[path.name], "unreadable"))
                 continue
             nb = loaded[path.name]
-            env = {CLAIMS_FILE_ENV: str(claims_file.resolve()), NOTEBOOK_ENV: path.name, DEVICE_ENV: device,
-                   "PYTHONWARNINGS": "ignore"}
-            start = time.perf_counter()
-            kernel_log.write(f"== {path.name}\n")
-            kernel_log.flush()
             if bar is not None:  # the cells of a long notebook, under the notebooks bar; both go to stderr only
                 runner.cell_bar = tqdm(total=sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip()),
                                        desc=f"  {path.stem[:20]}", unit="cell", leave=False, position=1,
                                        file=sys.stderr)
             try:
-                with _env(env):
-                    err = runner.execute(nb, path, kernel_log)
+                runs.append(_run_one(runner, path, nb, claims_file, device, cache, force, kernel_log))
             finally:
                 if runner.cell_bar is not None:
                     runner.cell_bar.close()
                     runner.cell_bar = None
-            runs.append(NotebookRun(path.name, time.perf_counter() - start, err, "failed" if err else "ran"))
             write_atomic(out / path.name, nbformat.writes(nb))
             executed[path.name] = nb
             if bar is not None:
@@ -362,50 +378,6 @@ def _execute_all(notebooks: list[Path], out: Path, device: str, runner: "_Runner
             signal.signal(signal.SIGINT, old_handler)
         if bar is not None:
             bar.close()
-
-
-def _html_escape(text: str) -> str:
-    import html
-    return html.escape(text)
-
-
-def _finish_site(site: Any, notebooks: list[Path], runs: list[NotebookRun], claims: list[ClaimRow],
-                 summaries: dict, executed: dict, *, interrupted: bool) -> None:
-    """Every page: notebooks (placeholders for those not run), Markdown and exercise pages, the index."""
-    from .site import landing_body
-    for r in runs:  # the sidebar marks first, so that every page shows every notebook's status
-        href = site.sources.get(r.notebook)
-        if href is not None:
-            site.page(href).status = {"ran": "", "failed": "failed"}.get(r.status, r.status)
-    for r in runs:
-        href = site.sources.get(r.notebook)
-        if href is None:
-            continue
-        if r.notebook in executed:
-            banner = (f'<div class="fl-banner">This notebook did not run to the end in this tour: '
-                      f'{_html_escape(r.error)}</div>') if r.error else ""
-            site.write_notebook_page(href, executed[r.notebook], banner)
-        elif r.status == "unreadable":
-            site.write_placeholder(href, f"This notebook could not be read, so the tour did not run it: {r.error}")
-        else:
-            site.write_placeholder(href, "The tour was interrupted before this notebook ran. "
-                                         "Run flowlab tour again for a complete build.")
-    source = site.source
-    for src, href in site.sources.items():
-        pg = site.page(href)
-        if src.endswith(".md"):
-            site.write_markdown_page(href, (source / src).read_text(encoding="utf-8", errors="replace"))
-        elif pg.section == "exercises":
-            try:
-                nb = read_notebook(source / src)
-            except FlowlabError as exc:
-                site.write_placeholder(href, str(exc))
-                continue
-            site.write_notebook_page(href, nb, '<div class="fl-note">A solved exercise '
-                                               "notebook, shown with its stored outputs (nbval checks them); "
-                                               "the tour does not execute it.</div>")
-    site.write_shell("index.html", landing_body(site, runs, claims, summaries, interrupted=interrupted,
-                                                total=len(notebooks)))
 
 
 def format_table(runs: list[NotebookRun], claims: list[ClaimRow]) -> str:

@@ -1,430 +1,281 @@
-"""The tour's HTML site: one page per notebook and per Markdown page, a landing page, navigation.
+"""The tour's site, built with Sphinx, MyST-NB and sphinx-book-theme (install ``flowlab[site]``).
 
-Pages are JupyterLab's HTML export (nbconvert's ``lab`` template) extended by the ``flowlab``
-template in ``templates/``: a sidebar with every page, previous / up / next links, and a local
-MathJax 3 (``static/mathjax/tex-svg-full.js``, MathJax 3.2.2 from the npm package ``mathjax``,
-Apache-2.0, see ``static/mathjax/LICENSE``) that typesets every formula offline. Its SVG output
-carries the TeX fonts inside the script, so nothing else is fetched and ``file://`` pages work.
+:func:`build_site` lays out a Sphinx source folder inside the build folder (``.site-src/``: the
+executed notebooks, the Markdown pages, the solved exercises, ``api.md`` and a generated landing
+page ``index.md``), then runs two Sphinx builds from it: English into the build folder and Chinese
+(``language = "zh_CN"``, the catalogs in ``locale/``) into ``zh/``. Sphinx reads only what changed
+since the last build (its doctrees stay in ``.doctrees/``), so an unchanged second tour is quick.
 
-Links between sources are rewritten to the pages: ``NOTATION.md`` -> ``NOTATION.html``,
-``01_x.ipynb`` -> ``01_x.html``; other local files a page points at (images) are copied beside it.
+MathJax 3 comes from the vendored copy in ``static/mathjax`` (3.2.2 from the npm package ``mathjax``,
+Apache-2.0, see ``static/mathjax/LICENSE``): no CDN, and ``file://`` pages typeset. Search is Sphinx's
+own (``searchindex.js``, loaded by a script tag, so it works offline too).
+
+The build folder is flowlab's: :func:`claim_out_dir` creates it with a marker file and refuses a
+non-empty folder without one, and a symbolic link anywhere inside it, so that nothing flowlab did not
+write is overwritten or deleted.
 """
 from __future__ import annotations
 
-import html as _html
-import math
-import posixpath
+import os
 import re
-import shutil
-from dataclasses import dataclass, field
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from ...errors import FlowlabError
-from ...io import write_atomic
+from .landing import LANGS, NotebookSummary, landing_page, notebook_summary
 
-__all__ = ["Page", "Site", "notebook_summary", "STATIC", "TEMPLATES"]
+__all__ = ["STATIC", "MARKER", "build_site", "claim_out_dir", "notebook_summary", "NotebookSummary",
+           "prepare_sources", "other_sources", "run_sphinx", "INSTALL_HINT"]
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
-TEMPLATES = HERE / "templates"
-MATHJAX_JS = "static/mathjax/tex-svg-full.js"
-
-# reading-time estimate: prose at 200 words a minute, code at 20 lines a minute, 15 s per figure
-WORDS_PER_MIN, CODE_LINES_PER_MIN, FIGURE_MIN = 200, 20, 0.25
-READING_TIME_RULE = (f"estimated: prose at {WORDS_PER_MIN} words/min, code at {CODE_LINES_PER_MIN} lines/min, "
-                     f"{int(FIGURE_MIN * 60)} s per figure")
-
-
-@dataclass
-class Page:
-    """One page of the site. ``href`` is relative to the build folder (``exercises/x.html``)."""
-
-    href: str
-    title: str
-    section: str  # "start", "notebooks", "exercises", "guides"
-    number: str = ""
-    status: str = ""  # "", "failed", "not run", "unreadable"
-
-    @property
-    def root(self) -> str:
-        """The relative path from this page back to the build folder ("" or "../")."""
-        return "../" * self.href.count("/")
+LOCALE = HERE / "locale"
+PAGES = HERE / "pages"
+MARKER = ".flowlab-tour"
+SRC, DOCTREES = ".site-src", ".doctrees"
+INSTALL_HINT = "the tour's site needs Sphinx, MyST-NB and sphinx-book-theme: pip install 'flowlab[site]'"
+ASSET_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp", ".pdf", ".csv", ".txt"}
+EDITIONS = {  # language -> (output subfolder, the other edition's label, its subfolder seen from here, its code)
+    "en": ("", "中文", "zh/", "zh-CN", "中文版"),
+    "zh_CN": ("zh", "English", "../", "en", "English edition"),
+}
 
 
-@dataclass
-class NotebookSummary:
-    title: str
-    purpose: str
-    minutes: int
-    extras: dict = field(default_factory=dict)
+def claim_out_dir(out: Path) -> None:
+    """Create ``out`` (with the marker file), or accept it if it is empty or was written by the tour.
+
+    Refuses a folder that holds files but no marker (someone else's folder) and any symbolic link
+    inside the build folder (the builds would write through it), so the tour never overwrites or
+    deletes what it did not make.
+    """
+    if out.is_symlink() and not out.exists():
+        raise FlowlabError(f"the build folder {out} is a symbolic link to nothing; pass --out a real folder")
+    if out.exists() and not out.is_dir():
+        raise FlowlabError(f"the build folder {out} exists and is not a folder; pass --out a new or empty folder")
+    if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
+        raise FlowlabError(f"{out} is not empty and was not written by flowlab tour (it has no {MARKER} file): "
+                           "the tour never overwrites or deletes files it did not make; pass --out a new or "
+                           "empty folder, or move what is in it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for root, dirs, files in os.walk(out):
+            for name in dirs + files:
+                p = Path(root) / name
+                if p.is_symlink():
+                    raise FlowlabError(f"{p} is a symbolic link inside the build folder; flowlab tour writes only "
+                                       "files it made and will not follow it: remove the link or pass another --out")
+        (out / MARKER).write_text("This folder is written by `flowlab tour`; the tour may replace anything in it.\n")
+    except OSError as exc:
+        raise FlowlabError(f"cannot write to the build folder {out} ({exc.strerror or exc}); "
+                           "pass --out a writable folder") from None
 
 
-def _strip_md(text: str) -> str:
-    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)  # images
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)  # links -> their text
-    text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
-    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
-    return " ".join(text.split())
+def other_sources(source: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """Markdown pages, exercise notebooks (shown with their stored outputs) and files pages point at."""
+    def keep(p: Path) -> bool:
+        return ".ipynb_checkpoints" not in p.parts and not p.name.startswith(".") and p.name != "README.md"
+    mds = [p for pat in ("*.md", "*/*.md") for p in sorted(source.glob(pat)) if keep(p)]
+    nbs = [p for p in sorted(source.glob("*/*.ipynb")) if keep(p)]
+    assets = [p for pat in ("*", "*/*") for p in sorted(source.glob(pat))
+              if p.is_file() and p.suffix.lower() in ASSET_SUFFIXES and keep(p)]
+    return mds, nbs, assets
 
 
-def notebook_summary(nb) -> NotebookSummary:
-    """Title (first heading), purpose (first paragraph after it) and an estimated reading time."""
-    title, purpose = "", ""
-    words = code_lines = figures = 0
-    for cell in nb.cells:
-        src = cell.source if isinstance(cell.source, str) else "".join(cell.source)
-        if cell.cell_type == "markdown":
-            words += len(re.sub(r"\$[^$]*\$", " x ", src).split())
-            if not title or not purpose:
-                for block in re.split(r"\n\s*\n", src):
-                    block = block.strip()
-                    if not block:
-                        continue
-                    if not title and block.startswith("#"):
-                        title = _strip_md(block.splitlines()[0].lstrip("#").strip())
-                        rest = "\n".join(block.splitlines()[1:]).strip()
-                        if rest and not purpose and not rest.startswith(("|", "```", "<")):
-                            purpose = _strip_md(rest)
-                    elif title and not purpose and not block.startswith(("#", "|", "```", "<", "- ", "* ", ">")):
-                        purpose = _strip_md(block)
-        elif cell.cell_type == "code":
-            code_lines += len([ln for ln in src.splitlines() if ln.strip()])
-            for out in cell.get("outputs", []):
-                if "image/png" in out.get("data", {}) or "image/svg+xml" in out.get("data", {}):
-                    figures += 1
-    purpose = re.sub(r"^(Purpose|Goal|Aim)\s*:\s*", "", purpose, flags=re.I)
-    purpose = re.sub(r"\s*(Symbols|Notation)\s*:[^.]*\.", "", purpose)  # the link to the notation page
-    purpose = re.sub(r"\s*\((Notebook|See) [^)]*\)\s*$", "", purpose).strip()
-    if len(purpose) > 240:  # the landing page shows one line: keep the leading sentences
-        kept = ""
-        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z(])", purpose):
-            kept = f"{kept} {sentence}".strip()
-            if len(kept) >= 120:
-                break
-        purpose = kept
-    if purpose:
-        purpose = purpose[0].upper() + purpose[1:]
-    title = re.sub(r"^\d+\s*[·.:-]\s*", "", title)
-    minutes = max(1, math.ceil(words / WORDS_PER_MIN + code_lines / CODE_LINES_PER_MIN + figures * FIGURE_MIN))
-    return NotebookSummary(title, purpose, minutes, {"words": words, "code_lines": code_lines, "figures": figures})
+def safe_name(rel: str) -> str:
+    """The path a source gets in the site: each part kept when it is plain ([A-Za-z0-9_.-]), else
+    replaced by a plain slug and a hash, so no file name reaches a page's HTML or JavaScript as is
+    (Sphinx writes the page name into a JavaScript string and the theme into links)."""
+    parts = []
+    for part in rel.split("/"):
+        stem, dot, suffix = part.rpartition(".") if "." in part else (part, "", "")
+        if re.fullmatch(r"[A-Za-z0-9_.-]+", stem):
+            parts.append(part)
+            continue
+        import hashlib
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_")[:60] or "page"
+        parts.append(f"{slug}-{hashlib.sha1(stem.encode()).hexdigest()[:8]}{dot}{suffix}")
+    return "/".join(parts)
 
 
-def _md_title(text: str, fallback: str) -> str:
-    for line in text.splitlines():
-        if line.startswith("# "):
-            return _strip_md(line[2:].strip())
-    return fallback.replace("_", " ").title()
+def _write_if_changed(path: Path, data: bytes, written: set[Path]) -> None:
+    written.add(path)
+    if path.is_file() and path.read_bytes() == data:
+        return  # unchanged: Sphinx will not read it again
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
-class Site:
-    """Writes the pages of one build folder. ``source`` is the notebooks folder the pages come from."""
-
-    def __init__(self, out: Path, source: Path, pages: list[Page], sources: dict[str, str]):
-        self.out = out
-        self.source = source
-        self.pages = pages
-        self.sources = sources  # source path relative to ``source`` (posix) -> page href
-        self._exporter = None
-
-    # -- discovery ---------------------------------------------------------------------------
-    @staticmethod
-    def other_sources(source: Path) -> tuple[list[Path], list[Path]]:
-        """Markdown pages (``*.md`` in the folder and its subfolders one level down) and the
-        notebooks in subfolders (``exercises/*.ipynb``), which are shown with their stored outputs."""
-        mds, nbs = [], []
-        for pattern in ("*.md", "*/*.md"):
-            mds += [p for p in sorted(source.glob(pattern)) if ".ipynb_checkpoints" not in p.parts]
-        nbs = [p for p in sorted(source.glob("*/*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
-        return mds, nbs
-
-    @classmethod
-    def plan(cls, out: Path, source: Path, tour_notebooks: list[Path], titles: dict[str, str]) -> "Site":
-        """Lay out the pages: landing page, Markdown pages, the tour's notebooks, other notebooks."""
-        mds, others = cls.other_sources(source)
-        pages = [Page("index.html", "Overview", "start")]
-        sources: dict[str, str] = {}
-
-        def rel(p: Path) -> str:
-            try:
-                return p.resolve().relative_to(source.resolve()).as_posix()
-            except ValueError:
-                return p.name
-
-        md_first = sorted(mds, key=lambda p: (p.parent != source, p.stem != "NOTATION", p.as_posix()))
-        for p in md_first:
-            r = rel(p)
-            href = r[:-3] + ".html"
-            sources[r] = href
-            text = p.read_text(encoding="utf-8", errors="replace")
-            section = "start" if p.stem == "NOTATION" else "guides"
-            pages.append(Page(href, _md_title(text, p.stem), section))
-        for p in tour_notebooks:
-            r = rel(p)
-            href = r[:-6] + ".html"
-            sources[r] = href
-            num = p.name[:2]
-            pages.append(Page(href, titles.get(p.name) or p.stem[3:].replace("_", " "), "notebooks", number=num))
-        for p in others:
-            r = rel(p)
-            href = r[:-6] + ".html"
-            sources[r] = href
-            pages.append(Page(href, titles.get(r) or p.stem.replace("_", " "), "exercises"))
-        order = {"start": 0, "notebooks": 1, "exercises": 2, "guides": 3}
-        pages.sort(key=lambda pg: (order[pg.section], 0 if pg.href == "index.html" else 1))
-        return cls(out, source, pages, sources)
-
-    def page(self, href: str) -> Page:
-        for pg in self.pages:
-            if pg.href == href:
-                return pg
-        raise KeyError(href)
-
-    # -- assets ------------------------------------------------------------------------------
-    def copy_assets(self) -> None:
-        """Copy CSS, the MathJax configuration and MathJax itself into ``out/static``."""
-        target = self.out / "static"
-        if not (STATIC / MATHJAX_JS.split("static/", 1)[1]).exists():
-            raise FlowlabError(f"the local MathJax copy is missing from {STATIC}; reinstall flowlab "
-                               "(pip install -e .) or pass --no-html")
-        tmp = self.out / ".static.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(STATIC, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-
-    # -- navigation --------------------------------------------------------------------------
-    def _label(self, pg: Page) -> str:
-        num = f'<span class="fl-num">{_html.escape(pg.number)}</span>' if pg.number else ""
-        mark = ""
-        if pg.status in ("failed", "unreadable"):
-            mark = ' <span class="fl-bad" title="this notebook failed in the tour">&#10007;</span>'
-        elif pg.status == "not run":
-            mark = ' <span class="fl-bad" title="not run: the tour was interrupted">(not run)</span>'
-        return f"{num}{_html.escape(pg.title)}{mark}"
-
-    def sidebar(self, current: Page) -> str:
-        root = current.root
-        parts = [f'<nav class="fl-sidebar" aria-label="tour contents"><a class="fl-brand" href="{root}index.html">flowlab</a>'
-                 '<div class="fl-tag">diffusion / flow-matching time conventions, verified</div>']
-        names = {"start": "Start here", "notebooks": "Notebooks (reading order)", "exercises": "Exercises (solved)",
-                 "guides": "Guides"}
-        for section, name in names.items():
-            items = [pg for pg in self.pages if pg.section == section]
-            if not items:
+def _figure_alt(nb: Any, name: str) -> None:
+    """Alt text for every figure: the description the tour's kernel wrote (:mod:`.figure_alt`), else
+    one naming the cell; MyST-NB reads it from the cell's ``mystnb.image.alt``."""
+    from .figure_alt import PREFIX
+    for i, cell in enumerate(nb.cells, 1):
+        if cell.cell_type != "code":
+            continue
+        texts = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if not any(k.startswith("image/") for k in data):
                 continue
-            parts.append(f"<h2>{name}</h2><ol>")
-            for pg in items:
-                cls = ' class="fl-current" aria-current="page"' if pg.href == current.href else ""
-                parts.append(f'<li><a href="{root}{pg.href}"{cls}>{self._label(pg)}</a></li>')
-            parts.append("</ol>")
-        parts.append("</nav>")
-        return "".join(parts)
-
-    def pager(self, current: Page, where: str) -> str:
-        root = current.root
-        i = next(k for k, pg in enumerate(self.pages) if pg.href == current.href)
-        prev = self.pages[i - 1] if i > 0 else None
-        nxt = self.pages[i + 1] if i + 1 < len(self.pages) else None
-        left = f'<a class="fl-prev" rel="prev" href="{root}{prev.href}">&larr; {_html.escape(prev.title)}</a>' if prev else "<span></span>"
-        right = f'<a class="fl-next" rel="next" href="{root}{nxt.href}">{_html.escape(nxt.title)} &rarr;</a>' if nxt else "<span></span>"
-        up = f'<a class="fl-up" href="{root}index.html">contents</a>' if current.href != "index.html" else '<span class="fl-up"></span>'
-        return f'<nav class="fl-pager fl-{where}" aria-label="previous and next page">{left}{up}{right}</nav>'
-
-    def head(self, current: Page) -> str:
-        root = current.root
-        return (f'<link rel="stylesheet" href="{root}static/flowlab.css">\n'
-                f'<script src="{root}static/mathjax-config.js"></script>\n'
-                f'<script id="MathJax-script" defer src="{root}{MATHJAX_JS}"></script>')
-
-    # -- pages -------------------------------------------------------------------------------
-    def _nbconvert(self):
-        if self._exporter is None:
-            from nbconvert import HTMLExporter
-            self._exporter = HTMLExporter(template_name="flowlab", extra_template_basedirs=[str(TEMPLATES)])
-        return self._exporter
-
-    def _resources(self, current: Page, banner: str = "") -> dict:
-        return {"flowlab": {"head": self.head(current), "sidebar": self.sidebar(current),
-                            "top": self.pager(current, "top") + banner, "bottom": self.pager(current, "bottom")}}
-
-    def write_notebook_page(self, href: str, nb, banner: str = "") -> Path:
-        """Export the notebook ``nb`` (executed or with stored outputs) as page ``href``."""
-        current = self.page(href)
-        body, _ = self._nbconvert().from_notebook_node(nb, resources=self._resources(current, banner))
-        return self._write(current, body)
-
-    def write_markdown_page(self, href: str, text: str) -> Path:
-        """Render Markdown ``text`` (GitHub flavoured, $...$ math) as page ``href``."""
-        import nbformat
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["title"] = self.page(href).title
-        nb.cells.append(nbformat.v4.new_markdown_cell(text))
-        return self.write_notebook_page(href, nb)
-
-    def write_placeholder(self, href: str, message: str) -> Path:
-        """A page for a notebook the tour could not show (unreadable, or not run)."""
-        current = self.page(href)
-        body = (f'<div class="fl-doc"><h1>{_html.escape(current.title)}</h1>'
-                f'<div class="fl-banner">{_html.escape(message)}</div></div>')
-        return self._write(current, self.shell(current, body))
-
-    def shell(self, current: Page, body: str) -> str:
-        """A whole page around ``body`` in the site's frame (used by the landing page)."""
-        return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-                f'<meta name="viewport" content="width=device-width, initial-scale=1.0">'
-                f'<title>{_html.escape(current.title)} &middot; flowlab tour</title>\n{self.head(current)}</head>\n'
-                f'<body class="fl-page">{self.sidebar(current)}<main class="fl-main fl-doc">'
-                f'{self.pager(current, "top")}{body}{self.pager(current, "bottom")}</main></body></html>\n')
-
-    def write_shell(self, href: str, body: str) -> Path:
-        current = self.page(href)
-        return self._write(current, self.shell(current, body))
-
-    # -- links -------------------------------------------------------------------------------
-    def _source_dir(self, current: Page) -> str:
-        for src, href in self.sources.items():
-            if href == current.href:
-                return posixpath.dirname(src)
-        return posixpath.dirname(current.href)
-
-    def rewrite_links(self, current: Page, body: str) -> str:
-        """Point links at sources (.md, .ipynb) to their pages; copy other local targets beside."""
-        here = self._source_dir(current)
-
-        def fix(m: re.Match) -> str:
-            attr, quote, url = m.group(1), m.group(2), m.group(3)
-            if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^#|^/|^$", url):
-                return m.group(0)
-            path, sep, frag = url.partition("#")
-            path_plain = _html.unescape(path).split("?", 1)[0]
-            target = posixpath.normpath(posixpath.join(here, path_plain))
-            if target in self.sources:
-                new = re.sub(r"\.(md|ipynb)$", ".html", path)
-                return f"{attr}={quote}{new}{sep}{frag}{quote}"
-            src = (self.source / target)
-            if not target.startswith("..") and src.is_file():
-                dest = self.out / target
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                if not dest.exists():
-                    shutil.copyfile(src, dest)
-            return m.group(0)
-
-        return re.sub(r'\b(href|src)=(["\'])([^"\']*)\2', fix, body)
-
-    def _write(self, current: Page, body: str) -> Path:
-        path = self.out / current.href
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return write_atomic(path, self.rewrite_links(current, body))
+            plain = data.get("text/plain", "")
+            plain = plain if isinstance(plain, str) else "".join(plain)
+            texts.append(plain[len(PREFIX):].strip() if plain.startswith(PREFIX) else "")
+        if texts:
+            described = " ".join(t for t in texts if t)
+            first = next((ln.strip("# ").strip() for ln in cell.source.splitlines() if ln.strip()), "")
+            alt = described or f"Figure drawn by cell {i} of {name} ({first[:80]})"
+            cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = alt
 
 
-# -- the landing page ------------------------------------------------------------------------
-INTRO = (
-    "flowlab is a reference for diffusion and flow-matching <em>timestep conventions</em>. "
-    "diffusers, SD3 and Flux run time as $\\sigma$ from 1 (noise) to 0 (data); Hunyuan3D-2's shape model, "
-    "SiT and the flow-matching literature run $t$ from 0 (noise) to 1 (data). The same Euler line "
-    "$x' = x + (s' - s)\\,v$ then means different things, and ports get signs and endpoints wrong. "
-    "Each notebook below derives one piece (SymPy), runs it (torch), and checks it: every check is a "
-    "claim that this tour re-ran and lists in the verification table.")
+def _translated_titles(summaries: dict, lang: str) -> dict[str, str]:
+    """A notebook's title in ``lang`` where its catalog translates its first heading."""
+    found = {}
+    for name, summary in summaries.items():
+        po = LOCALE / lang / "LC_MESSAGES" / f"{Path(name).stem}.po"
+        if not po.is_file() or not summary.title:
+            continue
+        from babel.messages.pofile import read_po
+        with open(po, "rb") as fh:
+            for m in read_po(fh):
+                if m.id and m.string and not m.fuzzy and re.sub(r"^\d+\s*[·.:-]\s*", "", m.id) == summary.title:
+                    found[name] = re.sub(r"^\d+\s*[·.:-]\s*", "", m.string)
+                    break
+    return found
 
 
-def format_measured(kind: str, error: float | None, tol: float | None, passed: bool) -> tuple[str, str]:
-    """(measured, limit) as the verification table shows them for a claim of ``kind``."""
-    if kind == "exact":
-        return ("exact" if passed else "does not hold"), "&mdash;"
-    if error is None:
-        return "not measured", "-" if tol is None else f"{tol:g}"
-    if kind == "ratio":
-        return f"ratio {error:.3g}", f"&le; {tol:g}"
-    if kind == "fraction":
-        return f"fraction {error:.3g}", f"&le; {tol:g}"
-    return f"{kind} {error:.2e}", f"&le; {tol:.0e}"
+def _placeholder(path: Path, message: str) -> bytes:
+    title = re.sub(r"[^\w .,:()-]+", "_", path.stem)  # the heading is MyST source: no markup from a name
+    return f"# {title}\n\n```{{warning}}\n{message}\n```\n".encode()
 
 
-def landing_body(site: Site, runs: list, claims: list, summaries: dict, *, interrupted: bool,
-                 total: int) -> str:
-    """The landing page: what flowlab is, the reading order, the verification table per notebook."""
-    def e(text: str) -> str:
-        return _html.escape(text, quote=False)
+def _notebook_page(nb: Any, name: str, note: str = "") -> bytes:
+    import copy
 
-    by_nb: dict[str, list] = {}
-    for c in claims:
-        by_nb.setdefault(c.notebook, []).append(c)
-    run_of = {r.notebook: r for r in runs}
-    out = ['<h1>flowlab tour</h1>', f'<p class="fl-lead">{INTRO}</p>']
-    n_pass = sum(c.passed for c in claims)
-    failed_nbs = [r for r in runs if r.error]
-    status = (f'<span class="fl-pass">all {n_pass} claims passed</span>' if claims and n_pass == len(claims)
-              and not failed_nbs else
-              f'<span class="fl-fail">{len(claims) - n_pass} of {len(claims)} claims failed, '
-              f'{len(failed_nbs)} notebook(s) broke</span>')
-    ran = sum(1 for r in runs if r.status != "not run")
-    out.append(f"<p>This build ran {ran} of {total} notebooks: {status}.</p>")
-    if interrupted:
-        done = ", ".join(e(r.notebook) for r in runs if r.status in ("ran", "failed")) or "none"
-        todo = ", ".join(e(r.notebook) for r in runs if r.status == "not run") or "none"
-        out.append(f'<div class="fl-banner"><strong>Interrupted.</strong> The tour was stopped before it '
-                   f'finished. Notebooks that ran: {done}. Not run: {todo}. Run <code>flowlab tour</code> '
-                   'again for a complete build.</div>')
-    notation = [pg for pg in site.pages if pg.section == "start" and pg.href != "index.html"]
-    out.append("<h2>Reading order</h2>")
-    if notation:
-        links = ", ".join(f'<a href="{pg.href}">{e(pg.title)}</a>' for pg in notation)
-        out.append(f"<p>Start with the {links} page: which symbol means what, in which convention. "
-                   "Then read the notebooks in order; each goes equation &rarr; one flowlab call &rarr; a "
-                   "checked claim &rarr; the pitfall it guards against.</p>")
-    out.append('<table class="fl-reading"><thead><tr><th>#</th><th>notebook</th><th>what it shows</th>'
-               '<th>reading time</th><th>claims passed</th></tr></thead><tbody>')
-    for pg in (p for p in site.pages if p.section == "notebooks"):
-        name = pg.href.rsplit("/", 1)[-1][:-5] + ".ipynb"
-        s = summaries.get(name)
-        r = run_of.get(name)
-        cl = by_nb.get(name, [])
-        ok = sum(c.passed for c in cl)
-        if r is None or r.status == "not run":
-            verdict = '<span class="fl-muted">not run</span>'
-        elif r.error:
-            verdict = f'<span class="fl-fail">{ok} of {len(cl)}; notebook failed</span>'
+    import nbformat
+    nb = copy.deepcopy(nb)
+    _figure_alt(nb, name)
+    if note:  # after the first cell (the title), so the page keeps its heading as title
+        nb.cells.insert(1 if nb.cells else 0, nbformat.v4.new_markdown_cell(f"```{{note}}\n{note}\n```"))
+    for cell in nb.cells:  # nothing that differs between a run and the cached copy of it
+        cell.pop("id", None)
+        cell.metadata.pop("execution", None)
+    nb.nbformat_minor = min(nb.get("nbformat_minor", 4), 4)
+    return nbformat.writes(nb).encode()
+
+
+def prepare_sources(out: Path, source: Path, notebooks: list[Path], runs: list | None = None,
+                    claims: list | None = None, executed: dict | None = None, *, interrupted: bool = False) -> Path:
+    """Write the Sphinx source folder ``out/.site-src`` and return it.
+
+    ``notebooks`` are the tour's notebooks in reading order; ``executed`` maps a notebook's file name
+    to its executed notebook; one that did not run gets a placeholder page with the reason. Without
+    ``runs`` (the translation check) the notebooks are taken as they are stored.
+    """
+    from ..tour import read_notebook
+    src = out / SRC
+    written: set[Path] = set()
+    executed = executed or {}
+    run_of = {r.notebook: r for r in (runs or [])}
+    summaries = {}
+    pairs = []
+    for path in notebooks:
+        r = run_of.get(path.name)
+        nb = executed.get(path.name)
+        if nb is None and runs is None:
+            try:
+                nb = read_notebook(path)
+            except FlowlabError:
+                nb = None
+        safe = safe_name(path.name)
+        stem = safe[: -len(".ipynb")]
+        if nb is not None:
+            summaries[path.name] = notebook_summary(nb)
+            _write_if_changed(src / safe, _notebook_page(nb, path.name), written)
+        elif r is not None and r.status == "unreadable":
+            _write_if_changed(src / f"{stem}.md", _placeholder(
+                path, f"This notebook could not be read, so the tour did not run it: {r.error}"), written)
         else:
-            verdict = f'<span class="{"fl-pass" if ok == len(cl) else "fl-fail"}">{ok} of {len(cl)}</span>'
-        purpose = re.sub(r"`([^`]+)`", r"<code>\1</code>", e(s.purpose)) if s else '<span class="fl-muted">(could not be read)</span>'
-        minutes = f"{s.minutes} min" if s else "-"
-        out.append(f'<tr><td>{e(pg.number)}</td><td><a href="{pg.href}">{e(pg.title)}</a></td><td>{purpose}</td>'
-                   f'<td class="fl-time">{minutes}</td><td class="fl-claims">{verdict}</td></tr>')
-    out.append("</tbody></table>")
-    out.append(f'<p class="fl-muted">Reading times are {READING_TIME_RULE}.</p>')
-    extra = [pg for pg in site.pages if pg.section in ("exercises", "guides")]
-    if extra:
-        out.append("<h2>Exercises and guides</h2><ul>")
-        out += [f'<li><a href="{pg.href}">{e(pg.title)}</a></li>' for pg in extra]
-        out.append("</ul>")
-    out.append("<h2>Verification</h2><p>Every claim the notebooks made in this run, grouped per notebook "
-               "(click to open). <em>exact</em>: holds exactly (a symbolic identity, an equal count); "
-               "<em>ratio</em> and <em>fraction</em>: the measured quotient or share against its bound; "
-               "<em>abs error</em>, <em>rel error</em>, <em>error</em>: a measured difference against its "
-               "tolerance.</p>")
-    for r in runs:
-        cl = by_nb.get(r.notebook, [])
-        ok = sum(c.passed for c in cl)
-        bad = bool(r.error) or ok < len(cl)
-        head = f"{e(r.notebook)} &mdash; "
-        if r.status == "not run":
-            head += '<span class="fl-muted">not run (interrupted)</span>'
-        else:
-            head += f'<span class="{"fl-fail" if bad else "fl-pass"}">{ok} of {len(cl)} claims passed</span>'
-            head += f' <span class="fl-muted">({r.seconds:.0f} s)</span>'
-        rows = []
-        for c in cl:
-            kind = getattr(c, "kind", None) or "error"
-            measured, limit = format_measured(kind, c.error, c.tol, c.passed)
-            res = '<span class="fl-pass">PASS</span>' if c.passed else '<span class="fl-fail">FAIL</span>'
-            rows.append(f'<tr><td>{e(c.claim)}</td><td><span class="fl-kind">{e(kind)}</span></td>'
-                        f'<td class="fl-num">{measured}</td><td class="fl-num">{limit}</td><td>{res}</td></tr>')
-        if r.error:
-            rows.append(f'<tr><td colspan="4">the notebook runs to the end: <strong>{e(r.error)}</strong></td>'
-                        '<td><span class="fl-fail">FAIL</span></td></tr>')
-        table = ('<table><thead><tr><th>claim</th><th>kind</th><th>measured</th><th>limit</th><th>result</th>'
-                 f'</tr></thead><tbody>{"".join(rows)}</tbody></table>') if rows else \
-            '<p class="fl-muted" style="margin:8px 12px">no claims recorded</p>'
-        out.append(f'<details class="fl-group"{" open" if bad and r.status != "not run" else ""}>'
-                   f'<summary>{head}</summary>{table}</details>')
-    return "\n".join(out)
+            _write_if_changed(src / f"{stem}.md", _placeholder(
+                path, "The tour was interrupted before this notebook ran. Run flowlab tour again for a "
+                      "complete build."), written)
+        pairs.append((path.name, stem))
+    mds, exercise_nbs, assets = other_sources(source)
+    start, extra = [], []
+    for p in mds:
+        rel = safe_name(p.relative_to(source).as_posix())
+        _write_if_changed(src / rel, p.read_bytes(), written)
+        (start if p.stem.upper() == "NOTATION" else extra).append(rel)
+    for p in exercise_nbs:
+        rel = safe_name(p.relative_to(source).as_posix())
+        try:
+            body = _notebook_page(read_notebook(p), rel, "A solved exercise notebook, shown with its stored "
+                                  "outputs (nbval checks them); the tour does not execute it.")
+        except FlowlabError as exc:
+            body = _placeholder(p, str(exc))
+            rel = rel[: -len(".ipynb")] + ".md"
+        _write_if_changed(src / rel, body, written)
+        extra.insert(sum(1 for e in extra if e.endswith(".ipynb")), rel)
+    for p in assets:
+        _write_if_changed(src / safe_name(p.relative_to(source).as_posix()), p.read_bytes(), written)
+    _write_if_changed(src / "api.md", (PAGES / "api.md").read_bytes(), written)
+    for po in LOCALE.rglob("*.po"):
+        _write_if_changed(src / "locale" / po.relative_to(LOCALE), po.read_bytes(), written)
+    index = landing_page(pairs, summaries, runs or [], claims or [], interrupted=interrupted,
+                         total=len(notebooks), start=start, extra=extra, api=True,
+                         titles={"zh_CN": _translated_titles(summaries, "zh_CN")})
+    _write_if_changed(src / "index.md", index.encode(), written)
+    for p in sorted(src.rglob("*"), reverse=True):  # what an earlier build wrote and this one did not
+        if p.is_file() and p not in written and p.suffix != ".mo":
+            p.unlink()
+        elif p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
+    return src
+
+
+def _sphinx_command(src: Path, outdir: Path, doctrees: Path, lang: str, builder: str, force: bool) -> list[str]:
+    sub, label, root, code, title = EDITIONS[lang]
+    cmd = [sys.executable, "-m", "sphinx", "-b", builder, "-q", "--no-color", "-c", str(HERE), "-d", str(doctrees),
+           "-w", str(doctrees / "warnings.log"), "-D", f"language={lang}", "-t", f"lang_{lang}",
+           "-A", f"flowlab_other_lang={label}", "-A", f"flowlab_other_root={root}",
+           "-A", f"flowlab_other_code={code}", "-A", f"flowlab_other_title={title}"]
+    return cmd + (["-E", "-a"] if force else []) + [str(src), str(outdir)]
+
+
+def run_sphinx(src: Path, jobs: list[tuple[Path, Path, str]], *, builder: str = "html",
+               force: bool = False) -> dict[str, list[str]]:
+    """Sphinx builds of ``src``, one process per (outdir, doctrees, language), run side by side.
+
+    Returns each build's warnings (also in ``<doctrees>/warnings.log``); a build that fails raises.
+    """
+    import importlib.util
+    for module in ("sphinx", "myst_nb", "sphinx_book_theme"):
+        if importlib.util.find_spec(module) is None:
+            raise FlowlabError(f"{INSTALL_HINT} ({module} is missing)")
+    procs = []
+    for outdir, doctrees, lang in jobs:
+        doctrees.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        procs.append((lang, doctrees, subprocess.Popen(_sphinx_command(src, outdir, doctrees, lang, builder, force),
+                                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                       text=True, env=env)))
+    result, failed = {}, []
+    for lang, doctrees, proc in procs:
+        output, _ = proc.communicate()
+        log = doctrees / "warnings.log"
+        result[lang] = [ln for ln in (log.read_text(encoding="utf-8") if log.exists() else "").splitlines() if ln.strip()]
+        if proc.returncode != 0:
+            tail = [ln for ln in output.splitlines() if ln.strip()][-3:]
+            failed.append(f"{lang}: " + " / ".join(tail))
+    if failed:
+        raise FlowlabError("the Sphinx build of the site failed (" + "; ".join(failed) + f"); its sources are in {src}")
+    return result
+
+
+def build_site(out: Path, source: Path, notebooks: list[Path], runs: list, claims: list, executed: dict, *,
+               interrupted: bool = False, force: bool = False, languages: tuple[str, ...] = LANGS) -> dict[str, list[str]]:
+    """Write the sources and build every edition; returns each edition's Sphinx warnings."""
+    src = prepare_sources(out, source, notebooks, runs, claims, executed, interrupted=interrupted)
+    jobs = [(out / EDITIONS[lang][0] if EDITIONS[lang][0] else out, out / DOCTREES / lang, lang) for lang in languages]
+    return run_sphinx(src, jobs, force=force)

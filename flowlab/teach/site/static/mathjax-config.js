@@ -1,11 +1,12 @@
-// MathJax 3 configuration for the flowlab tour pages (loaded before static/mathjax/tex-svg-full.js).
+// MathJax 3 configuration for the flowlab tour pages (loaded before _static/mathjax/tex-svg-full.js).
+// Sphinx writes every formula as \\( ... \\) or \\[ ... \\]; a bare $ in prose stays a dollar sign.
 // SVG output: the glyphs are inside the script, so nothing else is fetched (file:// pages work).
 // textmacros: \_ and friends inside \text{...}. noerrors / noundefined are removed so that a bad
 // formula shows as a MathJax error (an merror node) that the browser test can find.
 window.MathJax = {
   tex: {
-    inlineMath: [["$", "$"], ["\\(", "\\)"]],
-    displayMath: [["$$", "$$"], ["\\[", "\\]"]],
+    inlineMath: [["\\(", "\\)"]],
+    displayMath: [["\\[", "\\]"]],
     processEscapes: true,
     processEnvironments: true,
     packages: {"[+]": ["textmacros"], "[-]": ["noerrors", "noundefined"]}
@@ -13,7 +14,7 @@ window.MathJax = {
   svg: {fontCache: "global"},
   options: {
     ignoreHtmlClass: "tex2jax_ignore",
-    processHtmlClass: "tex2jax_process",
+    processHtmlClass: "tex2jax_process|mathjax_process|math|output_area",
     enableMenu: false
   },
   startup: {
