@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 from pathlib import Path
 
 from ..errors import FlowlabError
@@ -30,20 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check_out(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise FlowlabError(f"--out {path!r} exists and is not a folder; give a folder name")
-    if not out.exists():
-        parent = out.parent if str(out.parent) else Path(".")
-        if not parent.is_dir():
-            raise FlowlabError(f"--out {path!r}: the parent folder {str(parent)!r} does not exist; create it first")
-        try:
-            out.mkdir()
-        except OSError as exc:
-            raise FlowlabError(f"cannot create --out {path!r}: {exc.strerror}; choose a writable folder") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise FlowlabError(f"--out {path!r} is not writable; choose a writable folder")
-    return out
+    from ._common import check_out_dir
+
+    return check_out_dir(path)
 
 
 def run(args: argparse.Namespace) -> int:

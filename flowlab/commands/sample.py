@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -24,10 +23,11 @@ import torch
 from torch import Tensor
 
 from ..conventions import CONVENTIONS, get_convention
+from ._common import check_out_file
 from ..device import resolve_device
 from ..errors import FlowlabError
 from ..io import write_atomic
-from ..limits import MAX_STEPS, check_count, check_memory, check_seed
+from ..limits import MAX_STEPS, check_count, check_memory, check_seed, derived_seed
 from ..metrics import SW2_MAX_SAMPLES, energy_distance, sliced_wasserstein, subsample
 from ..sampling import METHODS, CallCounter, sample
 from ..schedules import shifted
@@ -95,22 +95,8 @@ def check_common(args: argparse.Namespace) -> None:
 
 
 def check_out(path: str | None) -> Path | None:
-    """Reject a bad ``--out`` before sampling: suffix .png / .npz, an existing writable directory."""
-    if path is None:
-        return None
-    out = Path(path)
-    if out.is_dir():
-        raise FlowlabError(f"--out {path!r} is a directory; give a file name ending in .npz or .png")
-    if out.suffix.lower() not in OUT_SUFFIXES:
-        raise FlowlabError(f"--out {path!r}: unsupported file type {out.suffix or '(none)'!r}; use .npz or .png")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise FlowlabError(f"--out {path!r}: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise FlowlabError(f"--out {path!r}: directory {str(parent)!r} is not writable")
-    if out.is_dir():
-        raise FlowlabError(f"--out {path!r} is a directory; give a file name ending in .npz or .png")
-    return out
+    """Reject a bad ``--out`` before sampling (see flowlab.commands._common.check_out_file)."""
+    return check_out_file(path, OUT_SUFFIXES, example="samples.npz")
 
 
 def noise(n: int, dim: int, seed: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -127,9 +113,9 @@ def quality(samples: Tensor, dist: str, seed: int) -> dict:
     """
     samples = subsample(samples, SW2_MAX_SAMPLES, seed)
     n = samples.shape[0]
-    truth = sample_toy(dist, n, generator=torch.Generator().manual_seed(seed + 1), device=samples.device,
+    truth = sample_toy(dist, n, generator=torch.Generator().manual_seed(derived_seed(seed, 1)), device=samples.device,
                        dtype=torch.float32)
-    other = sample_toy(dist, n, generator=torch.Generator().manual_seed(seed + 2), device=samples.device,
+    other = sample_toy(dist, n, generator=torch.Generator().manual_seed(derived_seed(seed, 2)), device=samples.device,
                        dtype=torch.float32)
     s = samples.float()
     m = min(n, ENERGY_MAX)
@@ -178,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     model = CallCounter(gmm.velocity_model(conv))
     schedule = shifted(args.steps, conv, args.shift, dtype=dtype, device=device)
     x0 = noise(args.n, toy.dim, args.seed, device, dtype)
-    gen = torch.Generator(device=device).manual_seed(args.seed + 3)
+    gen = torch.Generator(device=device).manual_seed(derived_seed(args.seed, 3))
     start = time.perf_counter()
     x = sample(model, x0, schedule, conv, method=args.method, churn=args.churn, generator=gen)
     if device.type == "cuda":

@@ -69,21 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_out(path: Path) -> None:
-    from ..errors import FlowlabError
     from ..shape.mesh import EXPORT_FORMATS
+    from ._common import check_out_file
 
-    if path.is_dir():
-        raise FlowlabError(f"--out {str(path)!r} is a folder; give a file name such as mesh.glb")
-    if path.suffix.lower() not in EXPORT_FORMATS:
-        raise FlowlabError(f"--out {str(path)!r}: unknown mesh format {path.suffix or '(none)'!r}; "
-                           f"use one of {', '.join(EXPORT_FORMATS)}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FlowlabError(f"--out {str(path)!r}: folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise FlowlabError(f"--out {str(path)!r} is not writable; choose another path")
-    if path.is_dir():
-        raise FlowlabError(f"--out {str(path)!r} is a folder; give a file name such as mesh.glb")
+    check_out_file(path, EXPORT_FORMATS, example="mesh.glb")
 
 
 def _check_inputs(args: argparse.Namespace) -> None:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..conventions import REVERSED
+from ..limits import derived_seed
 from .dit import DiTConfig, ShapeDiT
 from .encoder import EncoderConfig, ShapeVAEEncoder
 from .image_encoder import PatchConditioner
@@ -196,7 +197,7 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
     enc, vae = models["encoder"], models["vae"]
     params = list(enc.parameters()) + list(vae.parameters())
     opt = torch.optim.AdamW(params, lr=opts.vae_lr, weight_decay=0.01, betas=(0.9, 0.99))
-    g = torch.Generator(dev).manual_seed(opts.seed + 1)
+    g = torch.Generator(dev).manual_seed(derived_seed(opts.seed, 1))
     budget = _StepBudget("vae", opts.vae_steps, opts.vae_time, opts, dev, t0)
     total = budget.total
     hist = log.setdefault("vae", {"step": [], "loss": [], "bce": [], "kl": [], "acc": [], "lr": [], "time": []})
@@ -232,7 +233,7 @@ def make_pool(models, opts: TrainOptions, n: int, seed: int, chunk: int = 512) -
     dev = torch.device(opts.device)
     enc = models["encoder"].eval()
     shapes = random_shapes(n, seed, device=dev)
-    g = torch.Generator(dev).manual_seed(seed + 3)
+    g = torch.Generator(dev).manual_seed(derived_seed(seed, 3))
     imgs, lat = [], []
     for i in range(0, n, chunk):
         s = shapes[i:i + chunk]
@@ -273,7 +274,7 @@ def train_dit(models, pool, scale: float, opts: TrainOptions, log: dict, t0: flo
     ema = {"dit": copy.deepcopy(dit).eval(), "conditioner": copy.deepcopy(cond).eval()}
     params = list(dit.parameters()) + list(cond.parameters())
     opt = torch.optim.AdamW(params, lr=opts.dit_lr, weight_decay=0.01, betas=(0.9, 0.99))
-    g = torch.Generator(dev).manual_seed(opts.seed + 2)
+    g = torch.Generator(dev).manual_seed(derived_seed(opts.seed, 2))
     n = pool["latents"].shape[0]
     budget = _StepBudget("dit", opts.dit_steps, opts.dit_time, opts, dev, t0, reserve=opts.eval_reserve)
     total = budget.total
