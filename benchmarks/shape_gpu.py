@@ -27,10 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flowlab.shape.dit import DIT_CONFIGS, DiTConfig, ShapeDiT  # noqa: E402
+from flowlab.shape.models.dit import DIT_CONFIGS, DiTConfig, ShapeDiT  # noqa: E402
 from flowlab.shape.pipeline import DiTVelocity, ShapePipeline  # noqa: E402
-from flowlab.shape.vae import VAE_CONFIGS, ShapeVAE, VAEConfig  # noqa: E402
-from flowlab.shape.volume import decode_dense, decode_hierarchical  # noqa: E402
+from flowlab.shape.models.vae import VAE_CONFIGS, ShapeVAE, VAEConfig  # noqa: E402
+from flowlab.shape.decode.volume import decode_dense, decode_hierarchical  # noqa: E402
 
 SMOKE_DIT = DiTConfig(in_channels=16, context_in_dim=32, hidden_size=64, num_heads=4, depth=1, depth_single_blocks=1)
 SMOKE_VAE = VAEConfig(num_latents=64, embed_dim=16, width=64, heads=4, num_decoder_layers=1)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         hl = hier()
         results["hierarchical_sign_agreement"] = float(((hl > 0) == (logits > 0)).float().mean())
     vol = logits[0].float().cpu()
-    from flowlab.shape.mesh import marching_cubes
+    from flowlab.shape.decode.mesh import marching_cubes
     marching_cubes(torch.linspace(-1, 1, 4)[:, None, None].expand(4, 4, 4).clone())  # imports, warm-up
     t0 = time.perf_counter()
     try:

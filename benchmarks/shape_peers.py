@@ -6,7 +6,7 @@
 
 One seeded random state dict is loaded (strictly) into both flowlab's modules and hy3dgen's (the key names
 match by design). Measured, each for hy3dgen, flowlab's readable path and flowlab's fast path
-(flowlab.shape.fast: compiled blocks, a CUDA graph per step, no no-op step, kv once, large fixed chunks):
+(flowlab.shape.decode.fast: compiled blocks, a CUDA graph per step, no no-op step, kv once, large fixed chunks):
 
 1. DiT step, CFG batch 2 (3072 latents + 1370 cond tokens): time, peak memory, max |v - v_ref|;
 2. the 50-call CFG 5.0 sampling loop (hy3dgen: its own pipeline and scheduler, output_type='latent');
@@ -64,16 +64,16 @@ from _timing import card_name, time_fn  # noqa: E402
 
 from flowlab.sampling import sample  # noqa: E402
 from flowlab.conventions import REVERSED  # noqa: E402
-from flowlab.shape.dit import DIT_CONFIGS, DiTConfig, ShapeDiT  # noqa: E402
-from flowlab.shape.fast import (GraphedVelocity, compile_blocks, compiled_query, decode_dense_fast,  # noqa: E402
+from flowlab.shape.models.dit import DIT_CONFIGS, DiTConfig, ShapeDiT  # noqa: E402
+from flowlab.shape.decode.fast import (GraphedVelocity, compile_blocks, compiled_query, decode_dense_fast,  # noqa: E402
                                 decode_hierarchical_fast, marching_cubes_parallel, selected_query, skip_noop_steps,
                                 uncompile_blocks)
-from flowlab.shape.isosurface import marching_cubes_torch, mesh_agreement  # noqa: E402
+from flowlab.shape.decode.isosurface import marching_cubes_torch, mesh_agreement  # noqa: E402
 from flowlab.shape.pipeline import shape_schedule  # noqa: E402
-from flowlab.shape.mesh import Mesh, marching_cubes  # noqa: E402
+from flowlab.shape.decode.mesh import Mesh, marching_cubes  # noqa: E402
 from flowlab.shape.pipeline import DiTVelocity, ShapePipeline, initial_latents  # noqa: E402
-from flowlab.shape.vae import KV, VAE_CONFIGS, ShapeVAE, VAEConfig  # noqa: E402
-from flowlab.shape.volume import decode_dense, decode_hierarchical  # noqa: E402
+from flowlab.shape.models.vae import KV, VAE_CONFIGS, ShapeVAE, VAEConfig  # noqa: E402
+from flowlab.shape.decode.volume import decode_dense, decode_hierarchical  # noqa: E402
 
 SMOKE_DIT = DiTConfig(in_channels=8, context_in_dim=16, hidden_size=32, num_heads=4, depth=1, depth_single_blocks=1)
 SMOKE_VAE = VAEConfig(num_latents=16, embed_dim=8, width=32, heads=4, num_decoder_layers=1)
@@ -387,7 +387,7 @@ def pick_row(rows: list, what: str, impl_prefix: str) -> float | None:
 
 def peer_mesh(ref, logits: torch.Tensor, r: int):
     """hy3dgen's surface extractor ('mc': skimage lewiner) and its trimesh export -> flowlab Mesh."""
-    from flowlab.shape.mesh import Mesh
+    from flowlab.shape.decode.mesh import Mesh
 
     out = ref.MC()(logits, mc_level=0.0, bounds=1.01, octree_resolution=r)
     tm = ref.export_to_trimesh(out)[0]
@@ -397,7 +397,7 @@ def peer_mesh(ref, logits: torch.Tensor, r: int):
 
 
 def as_mesh(tm):
-    from flowlab.shape.mesh import Mesh
+    from flowlab.shape.decode.mesh import Mesh
 
     return Mesh(vertices=np.asarray(tm.vertices, dtype=np.float64), faces=np.asarray(tm.faces, dtype=np.int64))
 

@@ -4,10 +4,10 @@ real shapes (CPU is enough).
 
     python3 benchmarks/shape_same_meshes.py [--shapes 3] [--octree 128]
 
-Shapes, two kinds: held-out primitives (``flowlab.shape.primitives.random_shapes`` at the evaluation seed,
+Shapes, two kinds: held-out primitives (``flowlab.shape.data.primitives.random_shapes`` at the evaluation seed,
 balanced over the families) encoded by the shipped encoder and decoded by the shipped VAE (reconstructions), and
 the same primitives rendered and generated from the image by the shipped pipeline (50 calls, CFG 5, reversed
-convention). Model: ``flowlab.shape.mini`` (``load_mini``, ``load_mini_encoder``). Reference mesh: dense
+convention). Model: ``flowlab.shape.load.mini`` (``load_mini``, ``load_mini_encoder``). Reference mesh: dense
 decode + scikit-image lewiner. Options: dense + torch marching cubes, hierarchical + skimage, hierarchical +
 torch marching cubes, hierarchical + adaptive KV selection (top-k of the latent tokens per group of 1024
 points) + torch marching cubes. Printed per option: vertices / faces vs the reference and the symmetric Chamfer
@@ -26,10 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flowlab.errors import FlowlabError  # noqa: E402
-from flowlab.shape.fast import decode_dense_fast, decode_hierarchical_fast, selected_query  # noqa: E402
-from flowlab.shape.isosurface import marching_cubes_torch, mesh_agreement  # noqa: E402
-from flowlab.shape.mesh import marching_cubes  # noqa: E402
-from flowlab.shape.volume import octree_levels  # noqa: E402
+from flowlab.shape.decode.fast import decode_dense_fast, decode_hierarchical_fast, selected_query  # noqa: E402
+from flowlab.shape.decode.isosurface import marching_cubes_torch, mesh_agreement  # noqa: E402
+from flowlab.shape.decode.mesh import marching_cubes  # noqa: E402
+from flowlab.shape.decode.volume import octree_levels  # noqa: E402
 
 
 @torch.no_grad()
@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
 
-    from flowlab.shape.mini import load_mini, load_mini_encoder
-    from flowlab.shape.primitives import random_shapes, surface_points
-    from flowlab.shape.render import render, to_pil
-    from flowlab.shape.train import EVAL_SEED
+    from flowlab.shape.load.mini import load_mini, load_mini_encoder
+    from flowlab.shape.data.primitives import random_shapes, surface_points
+    from flowlab.shape.data.render import render, to_pil
+    from flowlab.shape.train.loop import EVAL_SEED
 
     dev = torch.device(args.device)
     torch.manual_seed(0)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         fn.group = getattr(q, "group", 1)
         return fn
 
-    from flowlab.shape.vae import KV
+    from flowlab.shape.models.vae import KV
 
     def plain(p, k_, v_):
         return geo.query(p, KV(k=k_, v=v_))

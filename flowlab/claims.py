@@ -76,8 +76,12 @@ def _record(statement: str, error: float | None, tol: float | None, passed: bool
         fh.write(json.dumps(row) + "\n")
 
 
-def claim(statement: str, error: float, tol: float, *, kind: str | None = None) -> float:
-    """Check ``error <= tol`` and report it. Returns ``error`` (a float).
+def claim(statement: str, error: float, tol: float, *, kind: str | None = None) -> None:
+    """Check ``error <= tol`` and report it with one stable line. Returns nothing.
+
+    Returning nothing is deliberate: a cell that ends with ``claim(...)`` must not echo the measured
+    float as its result, since that number differs in its last digits between CPUs and thread counts
+    and nbval compares cell results exactly. The exact value goes to the tour's claims file only.
 
     ``error`` is a measured non-negative number (a max abs difference, a metric gap, a ratio ...);
     NaN or inf always fails. ``kind`` says what it is (one of :data:`CLAIM_KINDS`; inferred when
@@ -91,7 +95,6 @@ def claim(statement: str, error: float, tol: float, *, kind: str | None = None) 
     if not passed:
         raise AssertionError(f"claim failed: {statement}: measured {error:.3e}, tolerance {tol:.0e}")
     print(f"PASS  {statement}  (error <= {tol:.0e})")
-    return error
 
 
 def claim_exact(statement: str, holds: bool) -> None:

@@ -36,7 +36,7 @@ python -m pip install -q --no-deps -r requirements-nodeps.txt
 python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (flowlab)" >/dev/null
 
 export PYTHONHASHSEED=0
-# The pages use the MathJax 3 copy inside flowlab/site/static (nothing to install); the browser test
+# The pages use the MathJax 3 copy inside flowlab/teach/site/static (nothing to install); the browser test
 # needs a system Chromium (.ci/run installs the Debian package) and skips without one.
 if [ "$job" = test ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
    && [ -z "${FLOWLAB_CHROMIUM:-}" ]; then

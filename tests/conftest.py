@@ -10,6 +10,12 @@ import torch
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The portability run (tools/portability.py) takes ~15 min: only when asked for with -m portability.
+    if "portability" not in (config.getoption("-m") or ""):
+        opt_in = pytest.mark.skip(reason="opt-in: run with -m portability (about 15 min)")
+        for item in items:
+            if "portability" in item.keywords:
+                item.add_marker(opt_in)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible to torch")

@@ -84,7 +84,7 @@ def test_every_tour_page_renders(chromium: br.Chromium, tour_build: Path) -> Non
 
 def test_the_check_catches_a_broken_page(chromium: br.Chromium, tmp_path: Path) -> None:
     """The negative control: each kind of fault on a page is reported."""
-    from flowlab.site import STATIC
+    from flowlab.teach.site import STATIC
     shutil.copytree(STATIC, tmp_path / "static")
     (tmp_path / "ok.html").write_text("<p id='here'>fine</p>")
     head = ('<script src="static/mathjax-config.js"></script>'

@@ -1,4 +1,4 @@
-"""`flowlab figures` and flowlab.figures: every figure written and non-empty, names kept, bad input refused,
+"""`flowlab figures` and flowlab.teach.figures: every figure written and non-empty, names kept, bad input refused,
 the axes hold what they claim to show."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from flowlab import figures  # noqa: E402
+from flowlab.teach import figures  # noqa: E402
 from flowlab.cli import main  # noqa: E402
 from flowlab.errors import FlowlabError  # noqa: E402
 

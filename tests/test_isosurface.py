@@ -1,4 +1,4 @@
-"""flowlab.shape.isosurface: torch marching cubes against scikit-image (CPU), and the Chamfer distance."""
+"""flowlab.shape.decode.isosurface: torch marching cubes against scikit-image (CPU), and the Chamfer distance."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from flowlab.errors import FlowlabError
-from flowlab.shape import _mc_table
-from flowlab.shape.isosurface import chamfer_distance, marching_cubes_torch, mesh_agreement
-from flowlab.shape.mesh import Mesh, marching_cubes
+from flowlab.shape.decode import _mc_table
+from flowlab.shape.decode.isosurface import chamfer_distance, marching_cubes_torch, mesh_agreement
+from flowlab.shape.decode.mesh import Mesh, marching_cubes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -61,8 +61,8 @@ def test_recommended_figures_are_named_as_flowlab_figures_writes_them():
     text = GUIDE.read_text()
     named = set(re.findall(r"figures? `([a-z0-9_]+)`", text)) | set(re.findall(r"^\| `([a-z0-9_]+)` \|", text, re.M))
     assert named and named <= set(FIGURES), sorted(named - set(FIGURES))
-    if importlib.util.find_spec("flowlab.figures") is None:
-        pytest.skip("flowlab.figures is not in this checkout; names checked against the agreed list only")
-    from flowlab.figures import REGISTRY
+    if importlib.util.find_spec("flowlab.teach.figures") is None:
+        pytest.skip("flowlab.teach.figures is not in this checkout; names checked against the agreed list only")
+    from flowlab.teach.figures import REGISTRY
 
     assert named <= set(REGISTRY), sorted(named - set(REGISTRY))

@@ -12,8 +12,8 @@ pytest.importorskip("skimage")
 trimesh = pytest.importorskip("trimesh")
 
 from flowlab.cli import main  # noqa: E402
-from flowlab.shape.embedding import save_embedding  # noqa: E402
-from flowlab.shape.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
+from flowlab.shape.load.embedding import save_embedding  # noqa: E402
+from flowlab.shape.verify.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
 
 
 

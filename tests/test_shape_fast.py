@@ -1,4 +1,4 @@
-"""flowlab.shape.fast agrees with the readable shape code it replaces (CPU), and on CUDA (marked gpu)."""
+"""flowlab.shape.decode.fast agrees with the readable shape code it replaces (CPU), and on CUDA (marked gpu)."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,13 +11,13 @@ import torch
 from flowlab.conventions import REVERSED
 from flowlab.errors import FlowlabError
 from flowlab.sampling import sample
-from flowlab.shape.dit import DiTConfig, ShapeDiT
-from flowlab.shape.fast import (GraphedVelocity, compile_blocks, compiled_query, decode_dense_fast,
+from flowlab.shape.models.dit import DiTConfig, ShapeDiT
+from flowlab.shape.decode.fast import (GraphedVelocity, compile_blocks, compiled_query, decode_dense_fast,
                                 marching_cubes_parallel, skip_noop_steps, uncompile_blocks)
-from flowlab.shape.mesh import marching_cubes
+from flowlab.shape.decode.mesh import marching_cubes
 from flowlab.shape.pipeline import DiTVelocity, ShapePipeline
-from flowlab.shape.vae import ShapeVAE, VAEConfig
-from flowlab.shape.volume import decode_dense
+from flowlab.shape.models.vae import ShapeVAE, VAEConfig
+from flowlab.shape.decode.volume import decode_dense
 
 DIT = DiTConfig(in_channels=8, context_in_dim=16, hidden_size=32, num_heads=4, depth=2, depth_single_blocks=2)
 VAE = VAEConfig(num_latents=16, embed_dim=8, width=32, heads=4, num_decoder_layers=1)

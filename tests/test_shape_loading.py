@@ -14,14 +14,14 @@ pytest.importorskip("skimage")
 pytest.importorskip("trimesh")
 
 from flowlab.errors import FlowlabError  # noqa: E402
-from flowlab.shape import checkpoint as ck  # noqa: E402
-from flowlab.shape.conditioner import load_image  # noqa: E402
-from flowlab.shape.dit import ShapeDiT  # noqa: E402
-from flowlab.shape.embedding import load_embedding, save_embedding  # noqa: E402
-from flowlab.shape.mesh import export_mesh, marching_cubes  # noqa: E402
-from flowlab.shape.pipeline import load_pipeline  # noqa: E402
-from flowlab.shape.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
-from flowlab.shape.vae import ShapeVAE  # noqa: E402
+from flowlab.shape.load import checkpoint as ck  # noqa: E402
+from flowlab.shape.models.conditioner import load_image  # noqa: E402
+from flowlab.shape.models.dit import ShapeDiT  # noqa: E402
+from flowlab.shape.load.embedding import load_embedding, save_embedding  # noqa: E402
+from flowlab.shape.decode.mesh import export_mesh, marching_cubes  # noqa: E402
+from flowlab.shape.load.folder import load_pipeline  # noqa: E402
+from flowlab.shape.verify.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder  # noqa: E402
+from flowlab.shape.models.vae import ShapeVAE  # noqa: E402
 
 
 
@@ -291,7 +291,7 @@ MANIFEST = json.loads((DATA / "manifest.json").read_text())
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_full_size_modules_match_manifest(name: str) -> None:
-    from flowlab.shape.pipeline import dit_config_from_params, vae_config_from_params
+    from flowlab.shape.load.config import dit_config_from_params, vae_config_from_params
 
     entry = MANIFEST[name]
     with torch.device("meta"):

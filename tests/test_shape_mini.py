@@ -15,11 +15,11 @@ pytest.importorskip("trimesh")
 
 from flowlab.cli import main  # noqa: E402
 from flowlab.errors import FlowlabError  # noqa: E402
-from flowlab.shape import mini  # noqa: E402
-from flowlab.shape.checkpoint import read_state_dict  # noqa: E402
-from flowlab.shape.primitives import occupancy_grid, random_shapes, surface_points, volume_iou  # noqa: E402
-from flowlab.shape.render import render, to_model_input  # noqa: E402
-from flowlab.shape.train import EVAL_SEED  # noqa: E402
+from flowlab.shape.load import mini  # noqa: E402
+from flowlab.shape.load.checkpoint import read_state_dict  # noqa: E402
+from flowlab.shape.data.primitives import occupancy_grid, random_shapes, surface_points, volume_iou  # noqa: E402
+from flowlab.shape.data.render import render, to_model_input  # noqa: E402
+from flowlab.shape.train.loop import EVAL_SEED  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -153,8 +153,8 @@ def test_bad_images_are_refused_and_no_mesh_is_written(tmp_path: Path, capsys, k
 
 
 def test_grayscale_image_is_read_as_rgb(pipe, tmp_path: Path) -> None:
-    from flowlab.shape.primitives import primitive
-    from flowlab.shape.render import to_pil
+    from flowlab.shape.data.primitives import primitive
+    from flowlab.shape.data.render import to_pil
 
     rgb = to_pil(render(primitive("capsule", seed=2), 64)).convert("RGB")
     gray = tmp_path / "g.png"

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowlab.shape.dit import DiTConfig, timestep_embedding
+from flowlab.shape.models.dit import DiTConfig, timestep_embedding
 from flowlab.shape.pipeline import DiTVelocity, reference_time, shape_schedule
-from flowlab.shape.tiny import TINY_DIT, tiny_cond, tiny_pipeline
-from flowlab.shape.volume import decode_dense, decode_hierarchical, octree_levels
+from flowlab.shape.verify.tiny import TINY_DIT, tiny_cond, tiny_pipeline
+from flowlab.shape.decode.volume import decode_dense, decode_hierarchical, octree_levels
 
 
 
@@ -133,7 +133,7 @@ def test_hierarchical_evaluates_fewer_points_and_keeps_the_surface() -> None:
 
 def test_full_size_dinov2_giant_from_the_released_config() -> None:
     pytest.importorskip("transformers")
-    from flowlab.shape.conditioner import ImageConditioner, convert_dinov2_keys
+    from flowlab.shape.models.conditioner import ImageConditioner, convert_dinov2_keys
 
     cfg = dict(attention_probs_dropout_prob=0.0, drop_path_rate=0.0, hidden_act="gelu", hidden_dropout_prob=0.0,
                hidden_size=1536, image_size=518, initializer_range=0.02, layer_norm_eps=1e-6, layerscale_value=1.0,
@@ -157,8 +157,8 @@ def test_multiview_views_get_their_view_embedding() -> None:
     pytest.importorskip("transformers")
     from PIL import Image
 
-    from flowlab.shape.conditioner import ImageConditioner, multiview_embedding
-    from flowlab.shape.tiny import TINY_ENCODER
+    from flowlab.shape.models.conditioner import ImageConditioner, multiview_embedding
+    from flowlab.shape.verify.tiny import TINY_ENCODER
 
     pipe = tiny_pipeline(0, with_conditioner=True)
     mv = ImageConditioner.from_config({"params": {"main_image_encoder": {**TINY_ENCODER, "type": "DinoImageEncoderMV"}}})

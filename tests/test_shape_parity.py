@@ -18,13 +18,13 @@ import torch
 pytest.importorskip("safetensors")
 from safetensors.torch import load_file  # noqa: E402
 
-from flowlab.shape.dit import ShapeDiT  # noqa: E402
-from flowlab.shape.isosurface import max_nearest_distance  # noqa: E402
-from flowlab.shape.mesh import marching_cubes  # noqa: E402
-from flowlab.shape.pipeline import (ShapePipeline, dit_config_from_params, shape_schedule,  # noqa: E402
-                                    vae_config_from_params)
-from flowlab.shape.vae import ShapeVAE  # noqa: E402
-from flowlab.shape.volume import decode_dense, decode_hierarchical  # noqa: E402
+from flowlab.shape.models.dit import ShapeDiT  # noqa: E402
+from flowlab.shape.decode.isosurface import max_nearest_distance  # noqa: E402
+from flowlab.shape.decode.mesh import marching_cubes  # noqa: E402
+from flowlab.shape.pipeline import ShapePipeline, shape_schedule  # noqa: E402
+from flowlab.shape.load.config import dit_config_from_params, vae_config_from_params  # noqa: E402
+from flowlab.shape.models.vae import ShapeVAE  # noqa: E402
+from flowlab.shape.decode.volume import decode_dense, decode_hierarchical  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "hy3dgen"
 FACTS = json.loads((DATA / "fixtures.json").read_text())
@@ -196,7 +196,7 @@ def test_schedules_match_reference_schedulers() -> None:
 @pytest.mark.parametrize("names", ["as saved", "4.x"])
 def test_conditioner_matches_reference(names: str) -> None:
     pytest.importorskip("transformers")
-    from flowlab.shape.conditioner import ImageConditioner, convert_dinov2_keys
+    from flowlab.shape.models.conditioner import ImageConditioner, convert_dinov2_keys
 
     d = load_file(str(DATA / "conditioner.safetensors"))
     c = FACTS["conditioner"]
@@ -217,7 +217,7 @@ def test_preprocessing_close_to_reference() -> None:
     """Recentring and white background as the reference; Pillow resizing instead of OpenCV's, so close, not equal."""
     from PIL import Image
 
-    from flowlab.shape.conditioner import load_image
+    from flowlab.shape.models.conditioner import load_image
 
     d = load_file(str(DATA / "preprocess.safetensors"))
     c = FACTS["conditioner"]

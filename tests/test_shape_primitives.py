@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from flowlab.errors import FlowlabError
-from flowlab.shape.primitives import (FAMILIES, ShapeBatch, grid_points_ij, occupancy_grid, primitive, query_points,
+from flowlab.shape.data.primitives import (FAMILIES, ShapeBatch, grid_points_ij, occupancy_grid, primitive, query_points,
                                       random_shapes, surface_points, volume_iou)
 
 pytestmark = pytest.mark.usefixtures("one_thread")

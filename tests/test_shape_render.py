@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from flowlab.shape.image_encoder import load_mini_image
-from flowlab.shape.primitives import ShapeBatch, primitive
-from flowlab.shape.render import CAMERA_DISTANCE, PLANE_HALF, render, to_model_input, to_pil
+from flowlab.shape.models.image_encoder import load_mini_image
+from flowlab.shape.data.primitives import ShapeBatch, primitive
+from flowlab.shape.data.render import CAMERA_DISTANCE, PLANE_HALF, render, to_model_input, to_pil
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

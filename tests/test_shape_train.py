@@ -9,8 +9,8 @@ import torch
 
 from flowlab.cli import main
 from flowlab.errors import FlowlabError
-from flowlab.shape.encoder import DiagonalGaussian, ShapeVAEEncoder, EncoderConfig, farthest_point_sampling
-from flowlab.shape.train import SMOKE, TrainOptions, build_models, flow_matching_loss
+from flowlab.shape.models.encoder import DiagonalGaussian, ShapeVAEEncoder, EncoderConfig, farthest_point_sampling
+from flowlab.shape.train.loop import SMOKE, TrainOptions, build_models, flow_matching_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,8 +27,8 @@ def test_smoke_run_trains_evaluates_and_is_deterministic(tmp_path: Path, capsys)
     for f in ("encoder", "vae", "dit", "conditioner"):
         assert (tmp_path / "a" / f"{f}.safetensors").is_file()
     # the checkpoints export to the shipped layout, which load_pipeline reads strictly
-    from flowlab.shape.mini import export_folder, mini_folder
-    from flowlab.shape.pipeline import load_pipeline
+    from flowlab.shape.load.mini import export_folder, mini_folder
+    from flowlab.shape.load.folder import load_pipeline
 
     dest = export_folder(tmp_path / "a", tmp_path / "shipped")
     pipe = load_pipeline(mini_folder(dest), with_conditioner=True, dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""flowlab.tables.claim_table: every entry is a real claim (recorded, raising), printed as one grid."""
+"""flowlab.teach.tables.claim_table: every entry is a real claim (recorded, raising), printed as one grid."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 from flowlab.claims import CLAIMS_FILE_ENV
 from flowlab.errors import FlowlabError
-from flowlab.tables import Check, claim_table
+from flowlab.teach.tables import Check, claim_table
 
 
 def test_table_prints_a_grid_and_records_every_claim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -18,7 +18,7 @@ import pytest
 from flowlab.claims import CLAIMS_FILE_ENV, NOTEBOOK_ENV, claim, claim_exact, infer_kind
 from flowlab.cli import main
 from flowlab.errors import FlowlabError
-from flowlab.tour import ClaimRow, find_notebooks, run_tour
+from flowlab.teach.tour import ClaimRow, find_notebooks, run_tour
 from nbtools import write_notebook
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,7 +234,7 @@ def test_the_real_notebooks_are_found_in_reading_order() -> None:
 
 def test_the_vendored_mathjax_is_the_stated_release() -> None:
     import hashlib
-    from flowlab.site import STATIC
+    from flowlab.teach.site import STATIC
     note = (STATIC / "mathjax" / "VENDORED.md").read_text()
     digest = hashlib.sha256((STATIC / "mathjax" / "tex-svg-full.js").read_bytes()).hexdigest()
     assert digest in note, "tex-svg-full.js changed: update VENDORED.md (version, checksum) with it"

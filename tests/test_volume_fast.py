@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from flowlab.errors import FlowlabError
-from flowlab.shape.fast import decode_dense_fast, decode_hierarchical_fast, selected_query
-from flowlab.shape.isosurface import marching_cubes_torch, mesh_agreement
-from flowlab.shape.mesh import marching_cubes
-from flowlab.shape.tiny import tiny_cond, tiny_pipeline
-from flowlab.shape.vae import KV
-from flowlab.shape.volume import brick_order, decode_dense, decode_hierarchical, query_selected
+from flowlab.shape.decode.fast import decode_dense_fast, decode_hierarchical_fast, selected_query
+from flowlab.shape.decode.isosurface import marching_cubes_torch, mesh_agreement
+from flowlab.shape.decode.mesh import marching_cubes
+from flowlab.shape.verify.tiny import tiny_cond, tiny_pipeline
+from flowlab.shape.models.vae import KV
+from flowlab.shape.decode.volume import brick_order, decode_dense, decode_hierarchical, query_selected
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,8 +155,8 @@ def test_cli_defaults_to_hierarchical_and_gives_the_dense_mesh(tmp_path, capsys)
     trimesh = pytest.importorskip("trimesh")
     pytest.importorskip("yaml")
     from flowlab.cli import main
-    from flowlab.shape.embedding import save_embedding
-    from flowlab.shape.tiny import write_checkpoint_folder
+    from flowlab.shape.load.embedding import save_embedding
+    from flowlab.shape.verify.tiny import write_checkpoint_folder
 
     write_checkpoint_folder(tiny_pipeline(0), tmp_path / "hunyuan3d-dit-v2-0")
     save_embedding(tiny_cond(0), tmp_path / "cond.safetensors")
@@ -171,7 +171,7 @@ def test_cli_defaults_to_hierarchical_and_gives_the_dense_mesh(tmp_path, capsys)
     assert len(d.faces) > 0 and h.vertices.shape == d.vertices.shape and np.array_equal(h.faces, d.faces)
     assert np.abs(h.vertices - d.vertices).max() < 1e-5
     diag = float(np.linalg.norm(d.vertices.max(0) - d.vertices.min(0)))
-    from flowlab.shape.isosurface import chamfer_distance
+    from flowlab.shape.decode.isosurface import chamfer_distance
 
     assert chamfer_distance(t.vertices, d.vertices, samples=None) < 1e-4 * diag
     capsys.readouterr()
@@ -222,7 +222,7 @@ def test_same_meshes_benchmark_on_the_shipped_mini_model(capsys):
     """benchmarks/shape_same_meshes.py on the trained mini model (tiny grid, few steps): it runs, and the options
     that are exact by construction are exact (hierarchical + skimage: the same mesh; torch marching cubes: Chamfer
     at float round-off)."""
-    pytest.importorskip("flowlab.shape.mini")
+    pytest.importorskip("flowlab.shape.load.mini")
     import importlib.util
     import sys
     from pathlib import Path

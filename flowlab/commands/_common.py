@@ -34,10 +34,11 @@ def _label(flag: str, path: str | Path) -> str:
 
 
 def check_out_file(path: str | Path | None, suffixes: Iterable[str], *, flag: str = "--out",
-                   example: str = "") -> Path | None:
+                   example: str = "", kind: str = "unsupported file type") -> Path | None:
     """``path`` as a Path once it is a file flowlab may write; ``None`` stays ``None``.
 
     ``suffixes``: the accepted endings (``(".npz", ".png")``), compared case-insensitively; empty accepts any.
+    ``kind`` starts the message for another ending (``"unknown mesh format"``).
     """
     if path is None:
         return None
@@ -53,7 +54,7 @@ def check_out_file(path: str | Path | None, suffixes: Iterable[str], *, flag: st
                                + (f" ending in {names}" if names else "") + (f", such as {example}" if example else ""))
         raise
     if suffixes and out.suffix.lower() not in suffixes:
-        raise FlowlabError(f"{label}: unsupported file type {out.suffix or '(none)'!r}; use {names}")
+        raise FlowlabError(f"{label}: {kind} {out.suffix or '(none)'!r}; use {names}")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         via = f" (the target of the link {str(out)!r})" if target != out else ""

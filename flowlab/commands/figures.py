@@ -1,6 +1,6 @@
 """``flowlab figures``: write the key teaching figures, one file each, and an index.
 
-Each figure is named after its entry in ``flowlab.figures.REGISTRY`` (``segment_jumps.png``,
+Each figure is named after its entry in ``flowlab.teach.figures.REGISTRY`` (``segment_jumps.png``,
 ``time_axes.png``, ...); ``index.md`` says what each one shows and which notebook explains it.
 The data are small and computed on the spot (exact Gaussian-mixture velocities, a 300-step training
 run): the whole set takes a few seconds on one CPU core. Every file is written atomically.
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")  # files only; never open a window
     import matplotlib.pyplot as plt
 
-    from .. import figures
+    from ..teach import figures
     from ..io import write_atomic
 
     if not isinstance(args.dpi, int) or not 30 <= args.dpi <= 600:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
     lines = ["# flowlab figures", "",
              f"Written by `flowlab figures --out {args.out} --format {args.format}`. Names match "
-             "`flowlab.figures.REGISTRY`; each notebook draws the same figure with its own data.", "",
+             "`flowlab.teach.figures.REGISTRY`; each notebook draws the same figure with its own data.", "",
              "| file | notebook | what it shows |", "|---|---|---|"]
     for name in names:
         spec = figures.REGISTRY[name]

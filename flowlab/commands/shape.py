@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -69,10 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_out(path: Path) -> None:
-    from ..shape.mesh import EXPORT_FORMATS
+    from ..shape.decode.mesh import EXPORT_FORMATS
     from ._common import check_out_file
 
-    check_out_file(path, EXPORT_FORMATS, example="mesh.glb")
+    check_out_file(path, EXPORT_FORMATS, example="mesh.glb", kind="unknown mesh format")
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
@@ -113,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..errors import FlowlabError
     from ..schedules import n_effective_steps
-    from ..shape.embedding import load_embedding
-    from ..shape.mesh import export_mesh
-    from ..shape.pipeline import load_pipeline
+    from ..shape.load.embedding import load_embedding
+    from ..shape.decode.mesh import export_mesh
+    from ..shape.load.folder import load_pipeline
 
     out = Path(args.out)
     _check_out(out)
@@ -129,12 +128,12 @@ def run(args: argparse.Namespace) -> int:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(
         args.dtype, torch.float16 if device.type == "cuda" else torch.float32)
     variant = None if args.variant.lower() == "none" else args.variant
-    from ..shape.mini import resolve_model
+    from ..shape.load.mini import resolve_model
 
     image = args.image
     if args.primitive:  # checked before any loading
-        from ..shape.primitives import primitive
-        from ..shape.render import render, to_pil
+        from ..shape.data.primitives import primitive
+        from ..shape.data.render import render, to_pil
 
         image = to_pil(render(primitive(args.primitive, seed=args.seed)))
     pipe = load_pipeline(resolve_model(args.model), device=device, dtype=dtype, download=args.download,

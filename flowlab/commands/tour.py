@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tour import TourInterrupted, find_notebooks, format_table, run_tour
+    from ..teach.tour import TourInterrupted, find_notebooks, format_table, run_tour
 
     device = resolve_device(args.device)
     notebooks = find_notebooks(args.notebooks)

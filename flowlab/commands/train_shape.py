@@ -53,11 +53,11 @@ def _steps(value: str, flag: str = "--steps"):
 def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..errors import FlowlabError
-    from ..shape.train import MINI, SMOKE, TrainOptions, train
+    from ..shape.train.loop import MINI, SMOKE, TrainOptions, train
 
     out = Path(args.out)
     if args.export:
-        from ..shape.mini import export_folder
+        from ..shape.load.mini import export_folder
 
         export_folder(out, Path(args.export), previous=[Path(args.init)] if args.init else [])
         print(f"wrote {args.export}")

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,15 +30,13 @@ from ..conventions import CONVENTIONAL, REVERSED, get_convention
 from ..errors import FlowlabError
 from ..sampling import StepInfo, flip, sample
 from ..schedules import hunyuan_compat, hunyuan_corrected, hunyuan_turbo, to_conventional
-from .checkpoint import (ModelFolder, find_model_folder, load_strict, read_state_dict, split_prefixed,
-                         target_kind)
-from .dit import DiTConfig, ShapeDiT
-from .mesh import Mesh, marching_cubes
-from .vae import ShapeVAE, VAEConfig
-from .volume import decode_dense, decode_hierarchical
+from .decode.mesh import Mesh, marching_cubes
+from .decode.volume import decode_dense, decode_hierarchical
+from .load.checkpoint import ModelFolder
+from .models.dit import ShapeDiT
+from .models.vae import ShapeVAE
 
-__all__ = ["DiTVelocity", "ShapePipeline", "shape_schedule", "initial_latents", "load_pipeline",
-           "dit_config_from_params", "vae_config_from_params", "reference_time"]
+__all__ = ["DiTVelocity", "ShapePipeline", "shape_schedule", "initial_latents", "reference_time"]
 
 
 def reference_time(t: Tensor, dtype: torch.dtype, num_train_timesteps: int = 1000) -> Tensor:
@@ -107,30 +104,6 @@ def _check_guidance(guidance: object) -> None:
                            "(1 = the conditional model alone, a negative value or None = no guidance)")
 
 
-def _config_types(cls: type) -> dict[str, type]:
-    names = {"int": int, "float": float, "bool": bool, "str": str}
-    return {f.name: names[f.type if isinstance(f.type, str) else f.type.__name__] for f in fields(cls)}
-
-
-#: config values that may be 0 (block counts); every other int must be >= 1
-_MAY_BE_ZERO = {"depth": 0, "depth_single_blocks": 0, "num_decoder_layers": 0, "num_freqs": 0}
-
-
-def check_config_values(cfg: dict, source: Path | str) -> None:
-    """Types and ranges of config.yaml's model.params / vae.params (or a standalone VAE's params), named
-    with the file, the key and the value, before any module is built or weight read."""
-    from .checkpoint import check_params
-
-    if "target" in cfg and "model" not in cfg:
-        check_params(cfg.get("params"), _config_types(VAEConfig), section="params", source=source,
-                     minimum=_MAY_BE_ZERO)
-        return
-    check_params(cfg["model"].get("params"), _config_types(DiTConfig), section="model.params", source=source,
-                 minimum=_MAY_BE_ZERO)
-    check_params(cfg["vae"].get("params"), _config_types(VAEConfig), section="vae.params", source=source,
-                 minimum=_MAY_BE_ZERO)
-
-
 def shape_schedule(steps: int, scheduler: str = "flow", *, pcm_timesteps: int = 100, shift: float = 1.0,
                    wasted_last_step: bool = True) -> Tensor:
     """The schedule in the REVERSED convention, float32, shape (steps + 1,), for ``steps`` model calls.
@@ -158,56 +131,6 @@ def initial_latents(shape: tuple[int, ...], seed: int, dtype: torch.dtype, devic
     """``randn(shape)`` from a CPU generator seeded with ``seed`` (results do not depend on the device)."""
     g = torch.Generator("cpu").manual_seed(int(seed))
     return torch.randn(shape, generator=g, dtype=dtype).to(device)
-
-
-_DIT_KEYS = {f.name for f in fields(DiTConfig)}
-_VAE_KEYS = {f.name for f in fields(VAEConfig)}
-
-
-def dit_config_from_params(params: dict) -> DiTConfig:
-    """``model.params`` of config.yaml -> :class:`DiTConfig` (axes_dim, theta, ckpt_path are unused there)."""
-    kw = {k: v for k, v in (params or {}).items() if k in _DIT_KEYS}
-    unknown = sorted(set(params or {}) - _DIT_KEYS - {"axes_dim", "theta", "ckpt_path"})
-    if unknown:
-        raise FlowlabError(f"config.yaml model.params has keys flowlab does not know: {unknown}")
-    try:
-        return DiTConfig(**kw)
-    except (TypeError, ValueError) as e:
-        raise FlowlabError(f"config.yaml model.params: {e}") from None
-
-
-def vae_config_from_params(params: dict) -> VAEConfig:
-    """``vae.params`` of config.yaml -> :class:`VAEConfig` (missing keys take the reference class defaults)."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - _VAE_KEYS - {"drop_path_rate"})
-    if unknown:
-        raise FlowlabError(f"config.yaml vae.params has keys flowlab does not know: {unknown}")
-    # the reference class's own defaults where the config is silent
-    defaults = dict(include_pi=True, qkv_bias=True, qk_norm=False, scale_factor=1.0)
-    kw = {**defaults, **{k: v for k, v in params.items() if k in _VAE_KEYS}}
-    try:
-        return VAEConfig(**kw)
-    except TypeError as e:
-        raise FlowlabError(f"config.yaml vae.params is incomplete: {e}") from None
-    except ValueError as e:
-        raise FlowlabError(f"config.yaml vae.params: {e}") from None
-
-
-def _init_buffers(module: nn.Module) -> None:
-    """Recompute non-persistent buffers of modules built on the meta device."""
-    from .conditioner import DinoImageEncoder, IMAGENET_MEAN, IMAGENET_STD
-    from .vae import FourierEmbedder
-
-    for m in module.modules():
-        if isinstance(m, FourierEmbedder) and m.frequencies.is_meta:
-            f = 2.0 ** torch.arange(m.frequencies.shape[0], dtype=torch.float32)
-            m.frequencies = f * torch.pi if m.include_pi else f
-        if isinstance(m, DinoImageEncoder) and m.mean.is_meta:
-            m.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-            m.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        for name, buf in list(m.named_buffers(recurse=False)):
-            if buf is not None and buf.is_meta:
-                raise FlowlabError(f"internal: buffer {name} of {type(m).__name__} was not materialised")
 
 
 def _oom(what: str, hint: str) -> FlowlabError:
@@ -242,19 +165,21 @@ class ShapePipeline:
         if self.conditioner is None:
             if self.folder is None:
                 raise FlowlabError("no image conditioner: this pipeline was built without one; pass an embedding")
-            self.conditioner = _load_conditioner(self.folder)
+            from .load.folder import load_conditioner
+
+            self.conditioner = load_conditioner(self.folder)
             self.conditioner.to(device=self.device, dtype=self.dtype).eval()
         return self.conditioner
 
     @torch.no_grad()
     def encode_image(self, image: "str | os.PathLike | object | Tensor") -> Tensor:
         """A path / PIL image, or a (B, 3, H, W) tensor in [-1, 1] -> cond tokens (B, L, C)."""
-        from .conditioner import load_image
+        from .models.conditioner import load_image
 
         if isinstance(image, Tensor):
             pixels = image
         elif self._patch_conditioner():  # the mini model reads images its own way (no recentring)
-            from .image_encoder import load_mini_image
+            from .models.image_encoder import load_mini_image
 
             pixels = load_mini_image(image, self._patch_conditioner())
         else:
@@ -277,7 +202,7 @@ class ShapePipeline:
         Views are sorted front, left, back, right (view indices 0..3) as the reference does; each gets the
         fixed sinusoidal view embedding of its index.
         """
-        from .conditioner import load_image
+        from .models.conditioner import load_image
 
         order = ("front", "left", "back", "right")
         unknown = sorted(set(views) - set(order))
@@ -292,7 +217,7 @@ class ShapePipeline:
 
     def check_embedding(self, cond: Tensor) -> Tensor:
         """Validate a precomputed (B, L, context_in_dim) embedding and move it to the pipeline."""
-        from .embedding import check_tokens
+        from .load.embedding import check_tokens
 
         cond = check_tokens(cond, "embedding", width=self.dit.config.context_in_dim)
         return cond.to(self.device, self.dtype)
@@ -374,7 +299,7 @@ class ShapePipeline:
         ``decode``: 'dense' (the reference: every grid point) or 'hierarchical' (coarse to fine, the
         network only near the surface; ``flowlab shape``'s default). None: 'hierarchical' when
         ``hierarchical`` else 'dense'. ``kv_topk``: with 'hierarchical', each group of 1024 points attends
-        only to its ``kv_topk`` most important latent tokens (:func:`flowlab.shape.volume.query_selected`);
+        only to its ``kv_topk`` most important latent tokens (:func:`flowlab.shape.decode.volume.query_selected`);
         None attends to all.
         """
         decode = decode or ("hierarchical" if hierarchical else "dense")
@@ -400,7 +325,7 @@ class ShapePipeline:
             tokens = self.vae.decode_latents(latents.to(self.device, self.dtype))
             geo = self.vae.geo_decoder
             if kv_topk is not None:
-                from .fast import decode_hierarchical_fast, selected_query
+                from .decode.fast import decode_hierarchical_fast, selected_query
 
                 if kv_topk < 1:
                     raise FlowlabError(f"kv_topk must be >= 1 (or None: all tokens), got {kv_topk}")
@@ -422,7 +347,7 @@ class ShapePipeline:
         """One volume (R + 1,)^3 or a batch of one -> :class:`Mesh` (FlowlabError when there is no surface).
 
         ``method``: 'skimage' (the reference: scikit-image's lewiner on the CPU), 'torch'
-        (:func:`flowlab.shape.isosurface.marching_cubes_torch`, where the volume is: on a GPU it never
+        (:func:`flowlab.shape.decode.isosurface.marching_cubes_torch`, where the volume is: on a GPU it never
         goes to the CPU), or 'auto' (torch for a CUDA volume, else skimage).
         """
         if logits.ndim == 4:
@@ -433,93 +358,9 @@ class ShapePipeline:
         if method == "auto":
             method = "torch" if logits.is_cuda else "skimage"
         if method == "torch":
-            from .isosurface import marching_cubes_torch
+            from .decode.isosurface import marching_cubes_torch
 
             return marching_cubes_torch(logits, level=level, bounds=bounds)
         if method != "skimage":
             raise FlowlabError(f"unknown marching-cubes method {method!r}; 'skimage', 'torch' or 'auto'")
         return marching_cubes(logits, level=level, bounds=bounds)
-
-
-# ---- loading ---------------------------------------------------------------------------------------
-
-def _build_dit(params: dict, state: dict, source: Path) -> ShapeDiT:
-    with torch.device("meta"):
-        dit = ShapeDiT(dit_config_from_params(params))
-    return load_strict(dit, state, what="DiT ('model.')", source=source)
-
-
-def _build_vae(params: dict, state: dict, source: Path, what: str = "VAE ('vae.')") -> ShapeVAE:
-    with torch.device("meta"):
-        vae = ShapeVAE(vae_config_from_params(params))
-    load_strict(vae, state, what=what, source=source)
-    _init_buffers(vae)
-    return vae
-
-
-def _load_conditioner(folder: ModelFolder) -> nn.Module:
-    from .conditioner import ImageConditioner
-
-    section = folder.config.get("conditioner")
-    if not isinstance(section, dict):
-        raise FlowlabError(f"{folder.path}/config.yaml has no conditioner section; pass a precomputed embedding")
-    state = split_prefixed(read_state_dict(folder.weights, ("conditioner.",))).get("conditioner")
-    if not state:
-        raise FlowlabError(f"{folder.weights}: the checkpoint has no 'conditioner.' weights; pass a precomputed "
-                           f"embedding (--embedding FILE) instead of an image")
-    with torch.device("meta"):
-        cond = ImageConditioner.from_config(section)
-    load_strict(cond, cond.load_checkpoint_state(state), what="conditioner ('conditioner.')", source=folder.weights)
-    _init_buffers(cond)
-    return cond
-
-
-def load_pipeline(model: str | os.PathLike, *, device: torch.device | str = "cpu",
-                  dtype: torch.dtype = torch.float16, download: bool = False, variant: str | None = "fp16",
-                  vae: str | os.PathLike | None = None, with_conditioner: bool = False) -> ShapePipeline:
-    """Load a DiT model folder (path, $HY3DGEN_MODELS, HF cache; ``download`` to fetch) into a pipeline.
-
-    ``vae`` optionally names a standalone VAE folder (e.g. hunyuan3d-vae-v2-0-turbo) replacing the
-    folder's own VAE. The conditioner (DINOv2, needs transformers) is loaded now only when
-    ``with_conditioner``; otherwise on first :meth:`ShapePipeline.encode_image`.
-    """
-    from ..device import resolve_device
-
-    device = resolve_device(device)
-    folder = find_model_folder(model, download=download, variant=variant)
-    cfg = folder.config
-    check_config_values(cfg, folder.path / "config.yaml")
-    if folder.is_standalone_vae:
-        raise FlowlabError(f"{folder.path} is a standalone VAE folder; --model needs a DiT folder such as "
-                           f"hunyuan3d-dit-v2-0 (pass the VAE folder as the VAE instead)")
-    cfg_path = folder.path / "config.yaml"
-    state = split_prefixed(read_state_dict(folder.weights, ("model.", "vae.")))
-    for section in ("model", "vae"):
-        if section not in state:
-            found = ", ".join(sorted(state)) or "nothing"
-            raise FlowlabError(f"{folder.weights}: no '{section}.' weights in the checkpoint (found: {found}); "
-                               f"use the release's model file")
-    dit = _build_dit(cfg["model"].get("params") or {}, state["model"], folder.weights)
-    if vae is None:
-        vae_mod = _build_vae(cfg["vae"].get("params") or {}, state["vae"], folder.weights)
-    else:
-        vf = find_model_folder(vae, download=download, variant=variant)
-        check_config_values(vf.config, vf.path / "config.yaml")
-        if not vf.is_standalone_vae:
-            raise FlowlabError(f"{vf.path} is not a standalone VAE folder (its config.yaml has model/vae sections)")
-        vstate = read_state_dict(vf.weights)
-        vae_mod = _build_vae(vf.config.get("params") or {}, vstate, vf.weights, what="standalone VAE")
-    sched = cfg.get("scheduler") or {}
-    kind = target_kind("scheduler", sched.get("target", "FlowMatchEulerDiscreteScheduler"), cfg_path)
-    sp = sched.get("params") or {}
-    proc = (cfg.get("image_processor") or {}).get("params") or {}
-    pipe = ShapePipeline(
-        dit=dit, vae=vae_mod, conditioner=None,
-        scheduler="consistency" if kind.startswith("Consistency") else "flow",
-        pcm_timesteps=int(sp.get("pcm_timesteps", 50)), shift=float(sp.get("shift", 1.0)),
-        device=torch.device(device), dtype=dtype, folder=folder,
-        image_size=int(proc.get("size", 512)),
-        border_ratio=float(proc.get("border_ratio", 0.15) if proc.get("border_ratio") is not None else 0.15))
-    if with_conditioner:
-        pipe.load_conditioner()
-    return pipe

@@ -18,8 +18,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     import torch
     import yaml
 
-    from flowlab.shape.embedding import save_embedding
-    from flowlab.shape.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder
+    from flowlab.shape.load.embedding import save_embedding
+    from flowlab.shape.verify.tiny import tiny_cond, tiny_pipeline, write_checkpoint_folder
 
     root = tmp_path_factory.mktemp("faults")
     pipe = tiny_pipeline(0)

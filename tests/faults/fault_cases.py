@@ -80,7 +80,7 @@ CASES: dict[str, list[Case]] = {
         case("bogus-variant", "shape --model {model} --embedding {cond} --variant bogus --quiet",
              "no weight file for variant 'bogus'", "looked for model.bogus.safetensors", "model.fp16.safetensors",
              "--variant (fp16)"),
-        case("out-is-a-folder", f"{SHAPE} --out {{folder}}", "is a folder; give a file name such as mesh.glb"),
+        case("out-is-a-folder", f"{SHAPE} --out {{folder}}", "is a directory; give a file name", "such as mesh.glb"),
         case("image-is-a-folder", "shape --model {model} --image {folder} --quiet", "is a directory"),
         case("embedding-is-a-folder", "shape --model {model} --embedding {folder} --quiet", "is a directory"),
         case("embedding-random-bytes", "shape --model {model} --embedding {random_pt} --quiet",

@@ -77,7 +77,7 @@ def test_save_model_into_a_missing_folder(mlp, tmp_path: Path) -> None:
 
 @NO_CUDA
 def test_load_pipeline_on_cuda_without_cuda(files) -> None:
-    from flowlab.shape.pipeline import load_pipeline
+    from flowlab.shape.load.folder import load_pipeline
 
     with raises("no CUDA GPU"):
         load_pipeline(files["model"], device="cuda")
@@ -85,13 +85,13 @@ def test_load_pipeline_on_cuda_without_cuda(files) -> None:
 
 @pytest.fixture(scope="module")
 def pipe(files):
-    from flowlab.shape.pipeline import load_pipeline
+    from flowlab.shape.load.folder import load_pipeline
 
     return load_pipeline(files["model"], device="cpu", dtype=torch.float32)
 
 
 def test_sample_latents_with_latents_of_the_wrong_shape(pipe) -> None:
-    from flowlab.shape.tiny import tiny_cond
+    from flowlab.shape.verify.tiny import tiny_cond
 
     with raises("latents has shape \\(1, 3, 3\\); expected \\(1, "):
         pipe.sample_latents(tiny_cond(0), steps=2, latents=torch.zeros(1, 3, 3))
@@ -114,7 +114,7 @@ def test_uniform_with_a_huge_step_count() -> None:
 @pytest.mark.parametrize("g", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_guidance(pipe, g) -> None:
     from flowlab.shape.pipeline import DiTVelocity
-    from flowlab.shape.tiny import tiny_cond
+    from flowlab.shape.verify.tiny import tiny_cond
 
     with raises("guidance .* is not a finite number"):
         pipe.sample_latents(tiny_cond(0), steps=2, guidance=g)
@@ -128,7 +128,7 @@ def test_mesh_of_a_batch_is_refused(pipe) -> None:
 
 
 def test_export_refuses_a_face_past_the_last_vertex(tmp_path: Path) -> None:
-    from flowlab.shape.mesh import Mesh, export_mesh
+    from flowlab.shape.decode.mesh import Mesh, export_mesh
 
     verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float64)
     bad = Mesh(vertices=verts, faces=np.array([[0, 1, 3]]))
@@ -158,8 +158,8 @@ def test_nan_weights_are_named_not_the_time_convention(mlp) -> None:
 
 
 def test_nan_embedding_and_nan_shape_weights_are_named(pipe, files) -> None:
-    from flowlab.shape.pipeline import load_pipeline
-    from flowlab.shape.tiny import tiny_cond
+    from flowlab.shape.load.folder import load_pipeline
+    from flowlab.shape.verify.tiny import tiny_cond
 
     with pytest.raises(FlowlabError) as e:
         pipe.sample_latents(torch.full_like(tiny_cond(0), float("nan")), steps=2)
@@ -171,8 +171,8 @@ def test_nan_embedding_and_nan_shape_weights_are_named(pipe, files) -> None:
 
 
 def test_a_directory_is_called_a_directory(files, mlp) -> None:
-    from flowlab.shape.conditioner import load_image
-    from flowlab.shape.embedding import load_embedding
+    from flowlab.shape.models.conditioner import load_image
+    from flowlab.shape.load.embedding import load_embedding
 
     for call in (lambda: load_model(files["folder"]), lambda: load_embedding(files["folder"]),
                  lambda: load_image(files["folder"], 64, 0.15)):
@@ -188,7 +188,7 @@ def test_float16_schedule_with_too_many_steps_names_the_dtype() -> None:
 
 
 def test_bogus_variant_lists_what_was_tried(files) -> None:
-    from flowlab.shape.checkpoint import find_model_folder
+    from flowlab.shape.load.checkpoint import find_model_folder
 
     with pytest.raises(FlowlabError) as e:
         find_model_folder(files["model"], variant="bogus")
@@ -200,7 +200,7 @@ def test_bogus_variant_lists_what_was_tried(files) -> None:
 # ---- item 6 (first half): an embedding without tokens -----------------------------------------------------
 
 def test_embedding_without_tokens(pipe, files) -> None:
-    from flowlab.shape.embedding import load_embedding
+    from flowlab.shape.load.embedding import load_embedding
 
     with raises("image tokens have shape \\(1, 0, 16\\)"):
         pipe.check_embedding(torch.zeros(1, 0, 16))
@@ -211,7 +211,7 @@ def test_embedding_without_tokens(pipe, files) -> None:
 # ---- item 5: config values, at the API ------------------------------------------------------------------
 
 def test_config_values_are_checked_before_building(files) -> None:
-    from flowlab.shape.pipeline import load_pipeline
+    from flowlab.shape.load.folder import load_pipeline
 
     with raises("config.yaml: model.params.hidden_size = 'thirty-two' must be a whole number"):
         load_pipeline(files["model_typed"], device="cpu")

@@ -78,7 +78,7 @@ class _Payload:
 
 
 def _ckpt_with(tmp: Path, extra: object) -> Path:
-    from flowlab.shape.tiny import tiny_pipeline, write_checkpoint_folder
+    from flowlab.shape.verify.tiny import tiny_pipeline, write_checkpoint_folder
 
     w = write_checkpoint_folder(tiny_pipeline(0), tmp / "m", fmt="ckpt", variant=None)
     obj = torch.load(str(w), weights_only=True)
@@ -89,7 +89,7 @@ def _ckpt_with(tmp: Path, extra: object) -> Path:
 
 def test_ckpt_with_code_is_refused_in_flowlabs_words(in_tmp: Path) -> None:
     pytest.importorskip("yaml")
-    from flowlab.shape.pipeline import load_pipeline
+    from flowlab.shape.load.folder import load_pipeline
 
     _ckpt_with(in_tmp, _Payload())
     with pytest.raises(FlowlabError) as e:
@@ -104,7 +104,7 @@ def test_ckpt_with_code_is_refused_in_flowlabs_words(in_tmp: Path) -> None:
 @pytest.mark.parametrize("data", [bytes(range(256)) * 20, b"\x80\x04" + bytes(range(255, -1, -1)) * 10, b"PK\x03\x04junk"])
 def test_random_bytes_are_damaged_not_more_than_tensors(data: bytes, tmp_path: Path) -> None:
     pytest.importorskip("yaml")
-    from flowlab.shape.pipeline import load_pipeline
+    from flowlab.shape.load.folder import load_pipeline
 
     w = _ckpt_with(tmp_path, 1)
     w.write_bytes(data)
@@ -116,7 +116,7 @@ def test_random_bytes_are_damaged_not_more_than_tensors(data: bytes, tmp_path: P
 
 
 def test_pt_embedding_with_code_is_refused(in_tmp: Path) -> None:
-    from flowlab.shape.embedding import load_embedding
+    from flowlab.shape.load.embedding import load_embedding
 
     with open(in_tmp / "cond.pt", "wb") as fh:
         pickle.dump({"cond": _Payload()}, fh, protocol=4)

@@ -2,10 +2,10 @@
 
 Two stages, one process (each stage has a step count, or 'auto' = as many as fit its time budget):
 
-1. **ShapeVAE** (:class:`~flowlab.shape.encoder.ShapeVAEEncoder` + :class:`~flowlab.shape.vae.ShapeVAE`
+1. **ShapeVAE** (:class:`~flowlab.shape.models.encoder.ShapeVAEEncoder` + :class:`~flowlab.shape.models.vae.ShapeVAE`
    decoder): fresh random shapes every step; surface points with normals in, occupancy of uniform and
    near-surface queries out; loss = BCE(logits, occupancy) + ``kl_weight`` * KL.
-2. **Image encoder + DiT**: a fixed pool of shapes is rendered (:func:`flowlab.shape.render.render`) and
+2. **Image encoder + DiT**: a fixed pool of shapes is rendered (:func:`flowlab.shape.data.render.render`) and
    encoded to latents ``D = scale_factor * mode(q(z | shape))`` (``scale_factor = 1 / std(D)``, as the
    release stores it). Flow matching in the REVERSED convention, exactly as Hunyuan3D-2:
    ``x_t = REVERSED.interpolate(D, E, t) = t D + (1 - t) E``, target
@@ -33,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..conventions import REVERSED
-from ..limits import derived_seed
-from .dit import DiTConfig, ShapeDiT
-from .encoder import EncoderConfig, ShapeVAEEncoder
-from .image_encoder import PatchConditioner
-from .primitives import FAMILIES, occupancy_grid, query_points, random_shapes, surface_points, volume_iou
-from .render import render, to_model_input
-from .vae import ShapeVAE, VAEConfig
+from ...conventions import REVERSED
+from ...limits import derived_seed
+from ..models.dit import DiTConfig, ShapeDiT
+from ..models.encoder import EncoderConfig, ShapeVAEEncoder
+from ..models.image_encoder import PatchConditioner
+from ..data.primitives import FAMILIES, occupancy_grid, query_points, random_shapes, surface_points, volume_iou
+from ..data.render import render, to_model_input
+from ..models.vae import ShapeVAE, VAEConfig
 
 __all__ = ["MiniConfig", "TrainOptions", "MINI", "SMOKE", "build_models", "train", "evaluate",
            "EVAL_SEED", "TRAIN_SEED"]
@@ -322,7 +322,7 @@ def evaluate(encoder, vae, dit, conditioner, scale: float, opts: TrainOptions, c
     """Held-out shapes (seed EVAL_SEED, balanced over the families): VAE reconstruction IoU and
     image -> shape IoU (ShapePipeline, reversed convention, ``eval_steps`` calls, CFG ``eval_guidance``),
     both on the (R + 1)^3 decoding grid, R = ``eval_resolution``, against the analytic occupancy."""
-    from .pipeline import ShapePipeline
+    from ..pipeline import ShapePipeline
 
     dev = torch.device(opts.device)
     if dev.type == "cuda":  # full float32 matmuls for the measurement (TF32 is for training speed only)
@@ -366,7 +366,7 @@ def evaluate(encoder, vae, dit, conditioner, scale: float, opts: TrainOptions, c
 def _save_module(module: nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
-    from ..io import write_atomic
+    from ...io import write_atomic
 
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in module.state_dict().items()}
     tmp = path.with_suffix(".tmp")
@@ -378,7 +378,7 @@ def _save_module(module: nn.Module, path: Path) -> None:
 def load_module(module: nn.Module, path: Path) -> nn.Module:
     from safetensors.torch import load_file
 
-    from .checkpoint import load_strict
+    from ..load.checkpoint import load_strict
 
     state = load_file(str(path))
     own = module.state_dict()
@@ -425,7 +425,7 @@ def train(out: Path, cfg: MiniConfig = MINI, opts: TrainOptions = TrainOptions()
             _save_module(m, out / f"{name}.safetensors")
         log["scale_factor"] = scale
         log["elapsed_s"] = round(time.time() - t0, 1)
-        from ..io import write_atomic
+        from ...io import write_atomic
 
         write_atomic(out / "train_log.json", json.dumps(log, indent=1))
 

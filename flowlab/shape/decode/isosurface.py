@@ -4,7 +4,7 @@ and the symmetric Chamfer distance used to say that two meshes are the same.
 :func:`marching_cubes_torch` is the classic algorithm (Lorensen & Cline) with the case table of
 scikit-image's ``method="lorensen"`` (read off it by tools/make_mc_table.py): on the same volume it
 returns the same triangles as ``skimage.measure.marching_cubes(vol, level, method="lorensen")`` (a
-test checks it). The reference path (:func:`flowlab.shape.mesh.marching_cubes`) uses the 'lewiner'
+test checks it). The reference path (:func:`flowlab.shape.decode.mesh.marching_cubes`) uses the 'lewiner'
 variant, which resolves the ambiguous cases with extra tests and a few extra vertices; on smooth
 fields the two surfaces agree to a tiny Chamfer distance (measured in tests/test_isosurface.py and
 benchmarks/shape_peers.py).
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import FlowlabError
+from ...errors import FlowlabError
 from . import _mc_table
 from .mesh import Mesh
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import FlowlabError
+from ...errors import FlowlabError
 
 __all__ = ["ImageConditioner", "load_image", "recenter", "convert_dinov2_keys", "multiview_embedding",
            "IMAGENET_MEAN", "IMAGENET_STD", "SUPPORTED_MODES"]
@@ -158,7 +158,7 @@ class ImageConditioner(nn.Module):
         """Build from config.yaml's ``conditioner`` section."""
         enc = (section.get("params") or {}).get("main_image_encoder") or {}
         kind = enc.get("type", "DinoImageEncoder")
-        if kind == "PatchImageEncoder":  # flowlab's mini model (flowlab.shape.image_encoder)
+        if kind == "PatchImageEncoder":  # flowlab's mini model (flowlab.shape.models.image_encoder)
             from .image_encoder import PatchConditioner
 
             return PatchConditioner.from_config(section)

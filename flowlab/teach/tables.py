@@ -13,8 +13,8 @@ import io
 from dataclasses import dataclass
 from typing import Iterable
 
-from .claims import claim, claim_exact
-from .errors import FlowlabError
+from ..claims import claim, claim_exact
+from ..errors import FlowlabError
 
 __all__ = ["Check", "claim_table"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from .checkpoint import MODELS_ENV, DEFAULT_MODELS_DIR, weight_file
-from .mesh import Mesh
+from ..shape.load.checkpoint import MODELS_ENV, DEFAULT_MODELS_DIR, weight_file
+from ..shape.decode.mesh import Mesh
 
 __all__ = ["WEIGHTS_ENV", "IMAGE_ENV", "find_official_weights", "example_image", "plot_mesh",
            "scale_noise_as_released"]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .vae import KV, GeoDecoder
+from ..models.vae import KV, GeoDecoder
 
 __all__ = ["grid_axis", "grid_points", "decode_dense", "decode_hierarchical", "octree_levels", "refine_level",
            "brick_order", "query_selected"]

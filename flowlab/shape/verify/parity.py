@@ -14,17 +14,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dit import ShapeDiT
-from .isosurface import max_nearest_distance
-from .mesh import marching_cubes
-from .pipeline import ShapePipeline, dit_config_from_params, vae_config_from_params
-from .vae import ShapeVAE
-from .volume import decode_dense
+from ..models.dit import ShapeDiT
+from ..decode.isosurface import max_nearest_distance
+from ..decode.mesh import marching_cubes
+from ..pipeline import ShapePipeline
+from ..load.config import dit_config_from_params, vae_config_from_params
+from ..models.vae import ShapeVAE
+from ..decode.volume import decode_dense
 
 __all__ = ["FIXTURES", "FP16_TOL", "ParityRow", "parity_report", "rel_err"]
 
 #: Where the fixtures live in a source checkout.
-FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "data" / "hy3dgen"
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "data" / "hy3dgen"
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

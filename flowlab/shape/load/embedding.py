@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import FlowlabError
+from ...errors import FlowlabError
 
 __all__ = ["load_embedding", "save_embedding", "check_tokens"]
 
@@ -27,7 +27,7 @@ def check_tokens(t: object, source: str, *, width: int | None = None) -> Tensor:
     bad = int((~torch.isfinite(t)).sum())
     if bad:
         raise FlowlabError(f"{source}: {bad} of {t.numel()} entries of the image tokens are NaN or inf; the "
-                           f"embedding is damaged: compute it again (flowlab.shape.embedding.save_embedding)")
+                           f"embedding is damaged: compute it again (flowlab.shape.load.embedding.save_embedding)")
     return t
 
 
@@ -78,7 +78,7 @@ def save_embedding(cond: Tensor, path: str | os.PathLike) -> Path:
     """Write (B, L, C) image tokens as .safetensors under the key 'cond'."""
     from safetensors.torch import save
 
-    from ..io import write_atomic
+    from ...io import write_atomic
 
     cond = check_tokens(cond, "save_embedding")
     data = save({"cond": cond.detach().float().cpu().contiguous()})

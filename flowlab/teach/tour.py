@@ -3,7 +3,7 @@
 Each notebook records its checks through :func:`flowlab.claims.claim`; the tour points
 ``FLOWLAB_CLAIMS_FILE`` at a file in the build folder, runs the notebooks headlessly with
 nbclient (in the current Python environment), and returns one row per claim. With ``html`` it also
-writes the site (:mod:`flowlab.site`): one page per notebook and per Markdown page in the notebooks
+writes the site (:mod:`flowlab.teach.site`): one page per notebook and per Markdown page in the notebooks
 folder, and a landing page ``index.html`` with the reading order and the verification table.
 
 Faults stay local: a notebook that cannot be read or that fails gets a failed row and the others
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .claims import CLAIMS_FILE_ENV, NOTEBOOK_ENV, infer_kind
-from .device import DEVICE_ENV
-from .errors import FlowlabError
-from .io import write_atomic
+from ..claims import CLAIMS_FILE_ENV, NOTEBOOK_ENV, infer_kind
+from ..device import DEVICE_ENV
+from ..errors import FlowlabError
+from ..io import write_atomic
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def find_notebooks(folder: str | Path | None) -> list[Path]:
     ``folder`` defaults to ``./notebooks``, else the ``notebooks`` folder beside the installed
     package (a source checkout).
     """
-    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", Path(__file__).resolve().parent.parent / "notebooks"]
+    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", Path(__file__).resolve().parents[2] / "notebooks"]
     for cand in candidates:
         if cand.is_dir():
             found = sorted(p for p in cand.glob("[0-9][0-9]_*.ipynb"))

@@ -30,7 +30,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import FlowlabError
+from ...errors import FlowlabError
 
 __all__ = ["FAMILIES", "KINDS", "MAX_PARTS", "ShapeBatch", "random_shapes", "primitive", "surface_points",
            "query_points", "occupancy_grid", "volume_iou", "grid_points_ij"]
@@ -381,7 +381,7 @@ def query_points(shapes: ShapeBatch, n_volume: int, n_near: int, generator: torc
 
 def grid_points_ij(resolution: int, bounds: float = 1.01, device="cpu") -> Tensor:
     """The (R + 1)^3 points of flowlab's decoding grid (volume.grid_axis, 'ij'): ((R + 1)^3, 3)."""
-    from .volume import grid_axis
+    from ..decode.volume import grid_axis
 
     ax = grid_axis(resolution, bounds).to(device)
     return torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)

@@ -2,16 +2,16 @@
 
 ``flowlab/shape/weights/mini/`` is laid out like a released hunyuan3d-dit folder: ``config.yaml`` (model,
 vae, conditioner, scheduler sections) and ``model.fp16.safetensors`` (keys prefixed ``model.``, ``vae.``,
-``conditioner.``), loaded by :func:`flowlab.shape.pipeline.load_pipeline` with its strict key checks. Beside
+``conditioner.``), loaded by :func:`flowlab.shape.load.folder.load_pipeline` with its strict key checks. Beside
 them: ``vae_encoder.fp16.safetensors`` (the ShapeVAE encoder, not needed to generate), the training log
 (``train_log.json`` and ``training_log.png``) and ``manifest.json`` (the SHA-256 of every file), which
 :func:`mini_folder` checks before anything is loaded, so a missing or altered file is named and
 nothing is generated from it.
 
-Architecture (the released classes at small widths, see :data:`flowlab.shape.train.MINI`): DiT hidden 256,
+Architecture (the released classes at small widths, see :data:`flowlab.shape.train.loop.MINI`): DiT hidden 256,
 4 heads, 1 double + 2 single blocks; VAE 128 latents x 64 channels, width 256, 3 decoder layers, a
 downsampled geometry decoder; a 64 px patch-transformer image encoder (65 tokens x 128) in place of DINOv2.
-Trained by ``flowlab train-shape`` on flowlab's procedural shapes (:mod:`flowlab.shape.primitives`),
+Trained by ``flowlab train-shape`` on flowlab's procedural shapes (:mod:`flowlab.shape.data.primitives`),
 in the REVERSED convention as Hunyuan3D-2.
 """
 from __future__ import annotations
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from ..errors import FlowlabError
+from ...errors import FlowlabError
 
 __all__ = ["MINI_NAME", "MINI_DIR", "MANIFEST", "SHIPPED_FILES", "mini_folder", "load_mini", "load_mini_encoder",
            "export_folder", "resolve_model", "plot_training_log"]
 
 MINI_NAME = "mini"
-MINI_DIR = Path(__file__).resolve().parent / "weights" / "mini"
+MINI_DIR = Path(__file__).resolve().parents[1] / "weights" / "mini"
 MANIFEST = "manifest.json"
 SHIPPED_FILES = ("config.yaml", "model.fp16.safetensors", "vae_encoder.fp16.safetensors", "train_log.json",
                  "training_log.png")
@@ -75,7 +75,7 @@ def resolve_model(spec: str) -> str:
 
 def load_mini(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """The shipped model as a :class:`~flowlab.shape.pipeline.ShapePipeline` (image conditioner loaded)."""
-    from .pipeline import load_pipeline
+    from .folder import load_pipeline
 
     return load_pipeline(mini_folder(), device=device, dtype=dtype, with_conditioner=True)
 
@@ -85,7 +85,7 @@ def load_mini_encoder(device: torch.device | str = "cpu", dtype: torch.dtype = t
     import yaml
 
     from .checkpoint import load_strict, read_state_dict
-    from .encoder import EncoderConfig, ShapeVAEEncoder
+    from ..models.encoder import EncoderConfig, ShapeVAEEncoder
 
     folder = mini_folder()
     cfg = yaml.safe_load((folder / "config.yaml").read_text())["flowlab"]["encoder"]
@@ -98,8 +98,8 @@ def load_mini_encoder(device: torch.device | str = "cpu", dtype: torch.dtype = t
 # ---- export (from a train-shape run) -------------------------------------------------------------------
 
 def _config_yaml(log: dict, conditioner_section: dict) -> dict:
-    from .dit import DiTConfig
-    from .vae import VAEConfig
+    from ..models.dit import DiTConfig
+    from ..models.vae import VAEConfig
 
     dit = DiTConfig(**log["config"]["dit"])
     vae = VAEConfig(**{**log["config"]["vae"], "scale_factor": float(log["scale_factor"])})
@@ -114,7 +114,7 @@ def _config_yaml(log: dict, conditioner_section: dict) -> dict:
         "flowlab": {
             "about": "flowlab's mini model: the Hunyuan3D-2 architecture at small widths, trained on flowlab's "
                      "procedural shapes (flowlab train-shape), reversed convention. Images: a fixed front camera, "
-                     "no recentring (flowlab.shape.render); the conditioner reads them with load_mini_image.",
+                     "no recentring (flowlab.shape.data.render); the conditioner reads them with load_mini_image.",
             "octree_resolution": 128,
             "hierarchical": True,
             "encoder": {"weights": "vae_encoder.fp16.safetensors", "params": log["config"]["encoder"]},
@@ -129,7 +129,7 @@ def plot_training_log(logs: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import write_atomic
+    from ...io import write_atomic
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     offs = {"vae": 0, "dit": 0}
@@ -164,8 +164,8 @@ def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
     import yaml
     from safetensors.torch import load_file, save_file
 
-    from ..io import write_atomic
-    from .image_encoder import PatchConditioner
+    from ...io import write_atomic
+    from ..models.image_encoder import PatchConditioner
 
     run, dest = Path(run), Path(dest)
     need = ["dit.safetensors", "vae.safetensors", "conditioner.safetensors", "encoder.safetensors", "train_log.json"]
@@ -197,9 +197,9 @@ def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
 
 def evaluate_shipped(shapes: int = 20, steps: int = 50, resolution: int = 32, guidance: float = 5.0,
                      device: str = "cpu") -> dict:
-    """:func:`flowlab.shape.train.evaluate` on the shipped weights (a smaller check than the training run's:
+    """:func:`flowlab.shape.train.loop.evaluate` on the shipped weights (a smaller check than the training run's:
     fewer shapes and a coarser grid, so that it runs on a CPU in about a minute)."""
-    from .train import TrainOptions, evaluate
+    from ..train.loop import TrainOptions, evaluate
 
     pipe = load_mini(device=device)
     opts = TrainOptions(device=device, eval_shapes=shapes, eval_steps=steps, eval_resolution=resolution,

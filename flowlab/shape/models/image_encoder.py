@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import FlowlabError
+from ...errors import FlowlabError
 from .vae import Transformer
 
 __all__ = ["PatchImageEncoder", "PatchConditioner", "load_mini_image", "MIN_IMAGE_SIZE"]
@@ -78,7 +78,7 @@ class PatchConditioner(nn.Module):
         return cls(**{k: int(v) for k, v in kw.items()})
 
     def config_section(self) -> dict:
-        return {"target": "flowlab.shape.image_encoder.SingleImageEncoder",
+        return {"target": "flowlab.shape.models.image_encoder.SingleImageEncoder",
                 "params": {"main_image_encoder": {"type": "PatchImageEncoder", "kwargs": dict(self.kwargs)}}}
 
     @property

@@ -9,7 +9,7 @@ After Hunyuan3D-2.1's point cross-attention encoder (hy3dshape ``PointCrossAtten
 3. ``num_encoder_layers`` self-attention blocks, ``ln_post``, then ``pre_kl`` Linear(width -> 2 * embed_dim)
    gives the mean and log-variance of a diagonal Gaussian over the latents (B, num_latents, embed_dim).
 
-The decoder (:class:`flowlab.shape.vae.ShapeVAE`) maps a latent sample back to an occupancy field.
+The decoder (:class:`flowlab.shape.models.vae.ShapeVAE`) maps a latent sample back to an occupancy field.
 Training loss: BCE on occupancy + ``kl_weight`` * KL(q || N(0, I)).
 """
 from __future__ import annotations

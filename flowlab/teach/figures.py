@@ -25,9 +25,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from . import functional as F
-from .conventions import CONVENTIONAL, REVERSED, Convention
-from .errors import FlowlabError
+from .. import functional as F
+from ..conventions import CONVENTIONAL, REVERSED, Convention
+from ..errors import FlowlabError
 
 __all__ = [
     "DATA_COLOR", "NOISE_COLOR", "STATE_COLOR", "CONVENTION_STYLE", "REGISTRY", "FigureSpec",
@@ -123,7 +123,7 @@ def time_axes(n_calls: int = 10) -> Figure:
     (its last step ``1 -> 1`` marked as the wasted call) and ``hunyuan_corrected(n_calls)``.
     The horizontal position is the noise level ``u = sigma = 1 - t``, noise on the left.
     """
-    from .schedules import hunyuan_compat, hunyuan_corrected, n_effective_steps
+    from ..schedules import hunyuan_compat, hunyuan_corrected, n_effective_steps
 
     compat = hunyuan_compat(n_calls, dtype=torch.float64)
     corrected = hunyuan_corrected(n_calls, dtype=torch.float64)
@@ -182,7 +182,7 @@ def shift_schedules(n_steps: int = 10, shift: float = 3.0, diffusers_sigmas: Ten
     ``sigmas`` (the double shift of diffusers #13243); ``None`` leaves that line out. Right panel: the
     same on a log scale, where the terminal step is visible.
     """
-    from .schedules import shifted
+    from ..schedules import shifted
 
     lines = [("shift 1 (uniform)", shifted(n_steps, CONVENTIONAL, 1.0, dtype=torch.float64), "0.45", "o", "-"),
              (f"shift {shift:g}, applied once (flowlab.schedules.shifted)",
@@ -319,9 +319,9 @@ class SW2Row:
 def sw2_table(model: Callable[[Tensor, Tensor], Tensor], x0: Tensor, reference: Tensor,
               calls: Sequence[int] = (2, 3, 4, 6, 8, 12, 16)) -> list[SW2Row]:
     """Sample ``model`` (reversed) from ``x0`` with both Hunyuan schedules per call count; SW2 to ``reference``."""
-    from .metrics import sliced_wasserstein
-    from .sampling import sample
-    from .schedules import hunyuan_compat, hunyuan_corrected
+    from ..metrics import sliced_wasserstein
+    from ..sampling import sample
+    from ..schedules import hunyuan_compat, hunyuan_corrected
 
     rows = []
     for n in calls:
@@ -541,7 +541,7 @@ def predictions_over_t(trajs: Mapping[str, object], levels: Sequence[float] = (0
 
 
 def _convention(name: str) -> Convention:
-    from .conventions import get_convention
+    from ..conventions import get_convention
 
     return get_convention(name)
 
@@ -624,9 +624,9 @@ class FigureSpec:
 
 
 def _exact_gmm_trajs(steps: int = 50, n: int = 400) -> tuple[dict, object, Tensor]:
-    from .gmm import eight_gaussians_gmm
-    from .sampling import trajectory
-    from .schedules import uniform
+    from ..gmm import eight_gaussians_gmm
+    from ..sampling import trajectory
+    from ..schedules import uniform
 
     gmm = eight_gaussians_gmm()
     x0 = torch.randn(n, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -646,8 +646,8 @@ def _build_shift() -> Figure:
 
 
 def _build_trajectories() -> Figure:
-    from .sampling import trajectory
-    from .schedules import uniform
+    from ..sampling import trajectory
+    from ..schedules import uniform
 
     trajs, gmm, x0 = _exact_gmm_trajs()
     wrong = trajectory(gmm.velocity_model(CONVENTIONAL), x0, uniform(50, REVERSED, dtype=torch.float64), REVERSED)
@@ -656,8 +656,8 @@ def _build_trajectories() -> Figure:
 
 
 def _build_loss() -> Figure:
-    from .models import MLPConfig, train
-    from .toys import sample_toy
+    from ..models import MLPConfig, train
+    from ..toys import sample_toy
 
     data = sample_toy("two_moons", 4000, generator=torch.Generator().manual_seed(0))
     with _one_thread():
@@ -667,8 +667,8 @@ def _build_loss() -> Figure:
 
 
 def _build_sw2() -> Figure:
-    from .gmm import eight_gaussians_gmm
-    from .metrics import sliced_wasserstein
+    from ..gmm import eight_gaussians_gmm
+    from ..metrics import sliced_wasserstein
 
     gmm = eight_gaussians_gmm()
     ref = gmm.sample(2000, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
@@ -684,10 +684,10 @@ def guidance_runs(n: int = 2000, steps: int = 50, seed: int = 0) -> tuple[Tensor
     The same setup as :func:`flowlab.guidance.guidance_demo` (region ``x_1 >= 1``, scale 0.5, seed ``seed``),
     recorded with :func:`flowlab.sampling.trajectory`. Returns ``(ts (steps + 1,), {label: xs})``.
     """
-    from .gmm import eight_gaussians_gmm
-    from .guidance import HalfPlane, constraint_guided
-    from .sampling import trajectory
-    from .schedules import uniform
+    from ..gmm import eight_gaussians_gmm
+    from ..guidance import HalfPlane, constraint_guided
+    from ..sampling import trajectory
+    from ..schedules import uniform
 
     gmm = eight_gaussians_gmm()
     region = HalfPlane((1.0, 0.0), 1.0)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from .dit import DiTConfig, ShapeDiT
-from ..limits import derived_seed
-from .pipeline import ShapePipeline
-from .vae import ShapeVAE, VAEConfig
-from .volume import decode_dense
+from ...limits import derived_seed
+from ..models.dit import DiTConfig, ShapeDiT
+from ..pipeline import ShapePipeline
+from ..models.vae import ShapeVAE, VAEConfig
+from ..decode.volume import decode_dense
 
 __all__ = ["TINY_DIT", "TINY_VAE", "tiny_pipeline", "write_checkpoint_folder", "tiny_cond"]
 
@@ -60,7 +60,7 @@ def tiny_pipeline(seed: int = 0, *, guidance_embed: bool = False, turbo_vae: boo
     vae.geo_decoder.output_proj.bias -= torch.quantile(field.flatten(), 1 - inside_fraction)
     conditioner = None
     if with_conditioner:
-        from .conditioner import ImageConditioner
+        from ..models.conditioner import ImageConditioner
 
         conditioner = ImageConditioner.from_config({"params": {"main_image_encoder": TINY_ENCODER}})
         with torch.no_grad():  # random, not transformers' init (which leaves layer scales and biases trivial)
@@ -107,7 +107,7 @@ def write_checkpoint_folder(pipe: ShapePipeline, folder: str | os.PathLike, *, f
     """
     import yaml
 
-    from .conditioner import convert_dinov2_keys
+    from ..models.conditioner import convert_dinov2_keys
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from ..errors import FlowlabError
-from ..io import write_atomic
+from ...errors import FlowlabError
+from ...io import write_atomic
 
 __all__ = ["Mesh", "marching_cubes", "export_mesh", "check_mesh", "EXPORT_FORMATS"]
 
@@ -74,7 +74,7 @@ def check_mesh(mesh: Mesh) -> Mesh:
 
     Raises FlowlabError naming the first problem (e.g. a face index past the last vertex)."""
     if not isinstance(mesh, Mesh):
-        raise FlowlabError(f"expected a flowlab.shape.mesh.Mesh, got {type(mesh).__name__}")
+        raise FlowlabError(f"expected a flowlab.shape.decode.mesh.Mesh, got {type(mesh).__name__}")
     v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
     if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] < 1 or not np.issubdtype(v.dtype, np.number):
         raise FlowlabError(f"mesh vertices have shape {v.shape} ({v.dtype}); expected (V, 3) numbers with V >= 1")

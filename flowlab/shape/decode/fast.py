@@ -16,9 +16,9 @@ definition; nothing here changes what is computed, only how:
   (the last one padded, so a compiled query sees one shape) written into one preallocated volume
   (no list of chunks and concatenation: half the peak memory of the volume), and an optional
   compiled query.
-* :func:`decode_hierarchical_fast`: :func:`flowlab.shape.volume.decode_hierarchical` (coarse to fine,
+* :func:`decode_hierarchical_fast`: :func:`flowlab.shape.decode.volume.decode_hierarchical` (coarse to fine,
   the network only near the surface) with the same fixed-size chunks and optional compiled query;
-  the points of each level are grouped in space (:func:`flowlab.shape.volume.brick_order`), which the
+  the points of each level are grouped in space (:func:`flowlab.shape.decode.volume.brick_order`), which the
   adaptive key / value selection of :func:`selected_query` relies on.
 
 Direction of time is the model's (reversed for Hunyuan3D-2: t = 0 noise, t = 1 data).
@@ -30,9 +30,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..errors import FlowlabError
-from .dit import ShapeDiT
-from .vae import KV, GeoDecoder
+from ...errors import FlowlabError
+from ..models.dit import ShapeDiT
+from ..models.vae import KV, GeoDecoder
 from .volume import brick_order, grid_axis, grid_points, octree_levels, query_selected, refine_level
 
 __all__ = ["compile_blocks", "uncompile_blocks", "GraphedVelocity", "skip_noop_steps", "decode_dense_fast",
@@ -148,7 +148,7 @@ def compiled_query(geo: GeoDecoder, *, backend: str = "inductor", mode: str | No
 def selected_query(geo: GeoDecoder, topk: int, *, group: int = 1024, probes: int = 32, compile: bool = False,
                    backend: str = "inductor", mode: str | None = None) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
     """``fn(points (B, P, 3), k, v) -> logits (B, P)`` with adaptive key / value selection
-    (:func:`flowlab.shape.volume.query_selected`: each group of ``group`` points attends to its ``topk``
+    (:func:`flowlab.shape.decode.volume.query_selected`: each group of ``group`` points attends to its ``topk``
     most important latent tokens). P must be a multiple of ``group`` (the fast decoders' chunk sizes are).
     """
     if topk < 1 or group < 1 or probes < 1:
@@ -183,7 +183,7 @@ def _query_points(kv: KV, axis: Tensor, flat: Tensor, out: Tensor, step: int,
 def decode_hierarchical_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, bounds: float = 1.01,
                              chunk_size: int = 131072, min_resolution: int = 63, threshold: float = 0.95,
                              query: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
-    """Coarse-to-fine logits, as :func:`flowlab.shape.volume.decode_hierarchical` (the same levels,
+    """Coarse-to-fine logits, as :func:`flowlab.shape.decode.volume.decode_hierarchical` (the same levels,
     the same near-surface points, the same upsampling), with every chunk exactly ``chunk_size`` points
     (rounded up to a multiple of ``query.group`` for a :func:`selected_query`), so that one compiled
     query serves all of them. With a :func:`selected_query` each level's points are queried in
@@ -223,7 +223,7 @@ def decode_hierarchical_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 
 def decode_dense_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, bounds: float = 1.01,
                       chunk_size: int = 131072,
                       query: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
-    """Logits on the full ``(R + 1)^3`` grid, as :func:`flowlab.shape.volume.decode_dense`.
+    """Logits on the full ``(R + 1)^3`` grid, as :func:`flowlab.shape.decode.volume.decode_dense`.
 
     Differences from the readable one (values agree up to the matrix kernels' round-off for another
     row count): every chunk has exactly ``chunk_size`` points (the last is padded with copies of the
@@ -271,7 +271,7 @@ def _slab_marching_cubes(args: tuple) -> tuple:
 
 def marching_cubes_parallel(logits: Tensor, *, level: float = 0.0, bounds: float = 1.01, pool=None,
                             slabs: int = 16):
-    """:func:`flowlab.shape.mesh.marching_cubes` with the volume cut into x-slabs run in parallel.
+    """:func:`flowlab.shape.decode.mesh.marching_cubes` with the volume cut into x-slabs run in parallel.
 
     Adjacent slabs share one grid plane, so every cube is triangulated exactly once (the Lewiner
     tables decide a cube from its own 8 values); vertices on a shared plane come out of both slabs

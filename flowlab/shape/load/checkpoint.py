@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import FlowlabError
+from ...errors import FlowlabError
 
 __all__ = [
     "MODELS_ENV", "DEFAULT_SUBFOLDER", "KNOWN_TARGETS", "ModelFolder", "find_model_folder", "read_config",

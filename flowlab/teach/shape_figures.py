@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mesh import Mesh
+from ..shape.decode.mesh import Mesh
 
 __all__ = ["plot_mesh_axes", "show_render"]
 

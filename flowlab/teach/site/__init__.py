@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import FlowlabError
-from ..io import write_atomic
+from ...errors import FlowlabError
+from ...io import write_atomic
 
 __all__ = ["Page", "Site", "notebook_summary", "STATIC", "TEMPLATES"]
 

@@ -1,0 +1,1 @@
+"""Training and demo data: procedural SDF shapes and their renders."""

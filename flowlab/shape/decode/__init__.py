@@ -1,0 +1,1 @@
+"""From latents to meshes: volume decoding (dense, coarse-to-fine, fast paths), marching cubes, meshes."""

@@ -1,0 +1,1 @@
+"""The Hunyuan3D-2 shape model's networks: DiT, ShapeVAE, its encoder, the image encoders."""

@@ -1,0 +1,1 @@
+"""Verification helpers: parity with hy3dgen fixtures, tiny random-weight models."""

@@ -1,0 +1,1 @@
+"""The teaching layer: figures, the verification tables, the tour and its site."""
