@@ -36,6 +36,7 @@ from torch import Tensor
 
 from . import functional as F
 from .errors import FlowlabError
+from .inputs import check_not_at, check_tensor, check_times
 
 __all__ = ["T", "parse_expression", "Convention", "CONVENTIONAL", "REVERSED", "VP_COSINE", "CONVENTIONS", "get_convention"]
 
@@ -398,6 +399,14 @@ class Convention:
         """``(alpha, beta, alpha', beta')`` evaluated at ``t`` (a tensor), each shaped like ``t``."""
         return self._fns["a"](t), self._fns["b"](t), self._fns["da"](t), self._fns["db"](t)
 
+    def _entry(self, method: str, x: Tensor, y: Tensor | None, t: Tensor | float, y_name: str = "v") -> None:
+        """Entry checks of the tensor maps (flowlab.inputs): real floating tensors, times in the interval."""
+        where = f"{self.name}.{method}"
+        check_tensor(x, "x", where=where)
+        if y is not None:
+            check_tensor(y, y_name, where=where)
+        check_times(t, self, where=where)
+
     def _coeffs_like(self, t: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         tt = F.bcast(torch.as_tensor(t, dtype=x.dtype if x.is_floating_point() else None, device=x.device), x)
         return self.coefficients(tt)
@@ -419,12 +428,14 @@ class Convention:
         Straight paths: the Euler jump to ``t_data`` (conventional ``x - sigma v``, reversed
         ``x + (1 - t) v``). Other affine paths: the solution of the 2x2 system.
         """
+        self._entry("pred_data", x, v, t)
         if self.is_straight:
             return F.jump(x, v, t, float(self.t_data))
         return F.velocity_to_data(x, v, *self._coeffs_like(t, x))
 
     def pred_noise(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
         """The noise prediction (conventional ``x + (1 - sigma) v``, reversed ``x - t v``)."""
+        self._entry("pred_noise", x, v, t)
         if self.is_straight:
             return F.jump(x, v, t, float(self.t_noise))
         return F.velocity_to_noise(x, v, *self._coeffs_like(t, x))
@@ -447,14 +458,23 @@ class Convention:
 
     def velocity_from_data(self, x: Tensor, d: Tensor, t: Tensor | float) -> Tensor:
         """Velocity from a data prediction (inverse of :meth:`pred_data`; not at ``t_data``)."""
+        self._entry("velocity_from_data", x, d, t, "d")
+        check_not_at(t, self, "t_data", quantity="velocity_from_data",
+                     reason="the velocity is (x - alpha d) beta' / beta + alpha' d and beta(t_data) = 0")
         return F.data_to_velocity(x, d, *self._coeffs_like(t, x))
 
     def velocity_from_noise(self, x: Tensor, e: Tensor, t: Tensor | float) -> Tensor:
         """Velocity from a noise prediction (inverse of :meth:`pred_noise`; not at ``t_noise``)."""
+        self._entry("velocity_from_noise", x, e, t, "e")
+        check_not_at(t, self, "t_noise", quantity="velocity_from_noise",
+                     reason="the velocity is (x - beta e) alpha' / alpha + beta' e and alpha(t_noise) = 0")
         return F.noise_to_velocity(x, e, *self._coeffs_like(t, x))
 
     def score(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
         """Score ``grad log p_t(x)`` implied by the velocity (``-E / beta``; not at ``t_data``)."""
+        self._entry("score", x, v, t)
+        check_not_at(t, self, "t_data", quantity="score",
+                     reason="the score is -E / beta and beta(t_data) = 0 (the data distribution has no smooth score)")
         _, b, _, _ = self._coeffs_like(t, x)
         return F.noise_to_score(self.pred_noise(x, v, t), b)
 

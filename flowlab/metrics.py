@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .errors import FlowlabError
+from .inputs import check_tensor
 from .limits import derived_seed
 
 __all__ = ["sliced_wasserstein", "energy_distance", "wasserstein_1d_squared", "subsample", "SW2_MAX_SAMPLES",
@@ -74,6 +75,12 @@ def _check_pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         raise FlowlabError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
     if x.device != y.device:
         raise FlowlabError(f"x is on {x.device} and y on {y.device}; put both on one device")
+    for name, s in (("x", x), ("y", y)):
+        check_tensor(s, name, floating=False)
+        bad = int((~torch.isfinite(s)).any(1).sum()) if s.is_floating_point() else 0
+        if bad:
+            raise FlowlabError(f"{name}: {bad} of its {s.shape[0]} samples contain NaN or inf, so the distance is "
+                               "undefined; drop those rows (s[torch.isfinite(s).all(1)]) or find where they came from")
     work = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
     return x.to(work), y.to(work)
 

@@ -24,6 +24,7 @@ from torch import Tensor
 from . import functional as F
 from .conventions import Convention, get_convention
 from .errors import FlowlabError
+from .inputs import check_scale, check_tensor, times_checked
 from .schedules import validate
 
 __all__ = ["METHODS", "StepInfo", "sample", "flip", "Flipped", "guided", "Guided", "Trajectory", "trajectory",
@@ -82,6 +83,9 @@ def _call(model: Model, x: Tensor, t: Tensor, i: int) -> Tensor:
                            f"{tuple(x.shape)} (the shape of x): a velocity model returns one velocity per entry of x")
     if v.device != x.device:
         raise FlowlabError(f"model output at step {i} is on {v.device}, x is on {x.device}; keep the model on x's device")
+    if v.is_complex() or not v.is_floating_point():
+        raise FlowlabError(f"model output at step {i} (t = {float(t):.6g}) has dtype {v.dtype}; a velocity model must "
+                           "return a real floating tensor (a complex velocity would be silently cast to its real part)")
     return v
 
 
@@ -136,6 +140,8 @@ def sample(
                            f"GMM.velocity_model(convention)), got {type(model).__name__} {model!r:.60}")
     if method not in METHODS:
         raise FlowlabError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if isinstance(x, Tensor):
+        check_tensor(x, "x", where="sample")
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
         raise FlowlabError("x must be a floating tensor of shape (B, ...) (a batch of samples at t_noise), got "
                            f"{type(x).__name__ if not isinstance(x, Tensor) else (x.dtype, tuple(x.shape))}")
@@ -169,8 +175,10 @@ def sample(
             ok_v[i] = torch.isfinite(v).all()
         if callback is not None:
             tb = t.expand(x.shape[0])
-            callback(StepInfo(i=i, t=tb, t_next=t_next, x=x, v=v,
-                              pred_data=conv.pred_data(x, v, tb), pred_noise=conv.pred_noise(x, v, tb)))
+            with times_checked():  # t comes from the schedule checked above; no host sync in the loop
+                info = StepInfo(i=i, t=tb, t_next=t_next, x=x, v=v,
+                                pred_data=conv.pred_data(x, v, tb), pred_noise=conv.pred_noise(x, v, tb))
+            callback(info)
         if method == "euler" or (method == "heun" and i == n_steps - 1):
             x_next = _update(x, v, dt)
         elif method == "heun":
@@ -301,9 +309,11 @@ def guided(model_cond: Model, model_uncond: Model, scale: float) -> Guided:
     """Classifier-free guidance wrapper, ``uncond + scale * (cond - uncond)`` (``scale = 1``: no guidance)."""
     if not callable(model_cond) or not callable(model_uncond):
         raise FlowlabError("guided() needs two callables model(x, t) -> v (conditional, unconditional)")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale != scale or abs(scale) == float("inf"):
-        raise FlowlabError(f"guidance scale must be a finite number (1 = no guidance), got {scale!r}")
-    return Guided(model_cond, model_uncond, float(scale))
+    check_scale(scale, "guidance scale")
+    if isinstance(scale, Tensor) and scale.ndim > 1:
+        raise FlowlabError(f"guidance scale must be a number, a 0-dim tensor or a per-sample (B,) tensor, got shape "
+                           f"{tuple(scale.shape)}")
+    return Guided(model_cond, model_uncond, scale if isinstance(scale, Tensor) else float(scale))
 
 
 class CallCounter:
@@ -376,6 +386,9 @@ class Trajectory:
 def trajectory(model: Model, x: Tensor, schedule: Tensor, convention: Convention | str, *, method: str = "euler",
                churn: float = 0.0, generator: torch.Generator | None = None) -> Trajectory:
     """:func:`sample` with a :class:`Trajectory` recorder; returns the recorder (final samples: ``.xs[-1]``)."""
+    if isinstance(x, Tensor) and x.ndim >= 1 and x.shape[0] == 0:
+        raise FlowlabError("trajectory: x holds 0 samples (shape " + str(tuple(x.shape)) + "), so there is no path to "
+                           "record; pass at least one sample")
     rec = Trajectory()
     out = sample(model, x, schedule, convention, method=method, callback=rec, churn=churn, generator=generator)
     rec.finish(out)

@@ -11,18 +11,28 @@ import pytest
 from faultkit import run_cli
 
 from flowlab.errors import FlowlabError
-from flowlab.io import check_member, remove_stale_temporaries, write_atomic
+from flowlab.io import check_member, check_writable_target, remove_stale_temporaries, write_atomic
 
 TOY = ["--dist", "eight_gaussians", "--device", "cpu", "--n", "10", "--steps", "2", "--no-metrics"]
 
 
-def test_a_link_to_a_character_device_is_not_replaced(tmp_path: Path) -> None:
+def test_a_link_to_a_character_device_is_refused(tmp_path: Path) -> None:
+    # only the check runs here: a test must never risk replacing /dev/null (as root, code without the fix would)
     link = tmp_path / "out.npz"
     link.symlink_to("/dev/null")
     with pytest.raises(FlowlabError, match="is a character device; flowlab writes only regular files"):
-        write_atomic(link, b"data")
+        check_writable_target(link, "--out 'out.npz'")
     assert link.is_symlink() and os.readlink(link) == "/dev/null"
-    assert Path("/dev/null").is_char_device()
+
+
+def test_a_link_to_a_fifo_is_not_replaced(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "out.npz"
+    link.symlink_to(fifo)
+    with pytest.raises(FlowlabError, match=r"\(the target of the link .*\) is a FIFO"):
+        write_atomic(link, b"data")
+    assert fifo.is_fifo() and link.is_symlink()
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
@@ -43,12 +53,13 @@ def test_a_socket_is_refused(tmp_path: Path) -> None:
             write_atomic(path, b"data")
 
 
-def test_the_cli_refuses_a_link_to_dev_null_before_sampling(tmp_path: Path) -> None:
-    (tmp_path / "out.npz").symlink_to("/dev/null")
-    r = run_cli("sample", *TOY, "--out", "out.npz", cwd=tmp_path)
+def test_the_cli_refuses_a_link_to_a_fifo_before_sampling(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "out.npz").symlink_to(tmp_path / "pipe")
+    r = run_cli("sample", *TOY, "--out", "out.npz", cwd=tmp_path, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "'/dev/null' (the target of the link 'out.npz') is a character device" in r.stderr
-    assert (tmp_path / "out.npz").is_symlink()
+    assert "(the target of the link 'out.npz') is a FIFO (named pipe)" in r.stderr
+    assert (tmp_path / "pipe").is_fifo()
 
 
 @pytest.mark.parametrize("length", [240, 300])
