@@ -26,7 +26,7 @@ from ..device import resolve_device
 from ..sampling import flip, sample
 from ..schedules import shifted
 from ..toys import get_toy, reference_gmm
-from .sample import DTYPES, add_common, check_common, check_fits, noise, quality
+from .sample import DTYPES, add_common, check_common, check_fits, check_time, noise, quality
 
 NAME = "compare"
 HELP = "sample a toy in both conventions from the same noise: max difference and quality metrics"
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     gmm, model_desc = reference_gmm(args.dist, seed=args.seed)
     check_fits(args.n, gmm.n_components, toy.dim, device)
     x0 = noise(args.n, toy.dim, args.seed, device, dtype)
+    check_time(gmm.velocity_model(CONVENTIONAL), x0, shifted(args.steps, CONVENTIONAL, args.shift, dtype=dtype,
+                                                             device=device), args.method, 3, args.yes)
 
     finals, rows, seconds = {}, {}, {}
     for conv in (CONVENTIONAL, REVERSED):

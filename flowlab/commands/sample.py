@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..conventions import CONVENTIONS, get_convention
-from ._common import check_out_file
+from ._common import add_yes, check_out_file, check_work
 from ..device import resolve_device
 from ..errors import FlowlabError
 from ..io import write_atomic
@@ -56,6 +56,33 @@ def check_fits(n: int, n_components: int, dim: int, device: torch.device) -> Non
                  "use a smaller --n (run several seeds and concatenate if you need more)", device)
 
 
+#: Model calls per step of each method (the estimate of check_time).
+CALLS_PER_STEP = {"euler": 1, "heun": 2, "midpoint": 2}
+#: Rows of the probe call that measures this machine's rate.
+PROBE_ROWS = 32768
+
+
+def check_time(model, x0: Tensor, schedule: Tensor, method: str, runs: int, yes: bool) -> float:
+    """Estimate the sampling time from one timed model call on at most PROBE_ROWS rows; refuse beyond the
+    work limit (flowlab.commands._common.WORK_LIMIT_SECONDS) without --yes. Returns the estimate (seconds)."""
+    probe = x0[:PROBE_ROWS]
+    t = schedule[:1].expand(probe.shape[0])
+    model(probe, t)  # warm-up (first-call allocations)
+    best = float("inf")
+    for _ in range(2):  # the faster of two calls: a busy machine only slows one of them
+        start = time.perf_counter()
+        model(probe, t)
+        if probe.device.type == "cuda":
+            torch.cuda.synchronize(probe.device)
+        best = min(best, time.perf_counter() - start)
+    per_row = best / probe.shape[0]
+    calls = (schedule.shape[0] - 1) * CALLS_PER_STEP.get(method, 2) * runs
+    seconds = per_row * x0.shape[0] * calls
+    check_work(seconds, f"{x0.shape[0]} samples x {schedule.shape[0] - 1} {method} steps"
+               + (f" x {runs} runs" if runs > 1 else ""), "use a smaller --n or --steps", yes=yes)
+    return seconds
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``sample`` and ``compare``."""
     p.add_argument("--dist", required=True, metavar="NAME", help=f"toy distribution: {', '.join(TOYS)}")
@@ -68,6 +95,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the noise and the reference samples, "
                    "0 .. 2**64 - 1 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_yes(p)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -165,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     schedule = shifted(args.steps, conv, args.shift, dtype=dtype, device=device)
     x0 = noise(args.n, toy.dim, args.seed, device, dtype)
     gen = torch.Generator(device=device).manual_seed(derived_seed(args.seed, 3))
+    check_time(model.model, x0, schedule, args.method, 1, args.yes)
     start = time.perf_counter()
     x = sample(model, x0, schedule, conv, method=args.method, churn=args.churn, generator=gen)
     if device.type == "cuda":

@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="mesh.glb", help="output mesh: .glb, .obj or .ply (default mesh.glb); "
                         "a symbolic link is written through to its target")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from ._common import add_yes
+
+    add_yes(parser)
 
 
 def _check_out(path: Path) -> None:
@@ -105,6 +108,51 @@ def _check_octree(args: argparse.Namespace) -> None:
                  "use a smaller --octree (384 is the default)")
 
 
+class _WorkMeter:
+    """Estimates a stage's total time from its first units of work (a measured rate on this machine) and
+    refuses, with the estimate, beyond the work limit without --yes (flowlab.commands._common.check_work)."""
+
+    def __init__(self, total: float, what: str, hint: str, yes: bool, bar) -> None:
+        self.total, self.what, self.hint, self.yes, self.bar = total, what, hint, yes, bar
+        self.done, self.start, self.checked = 0.0, None, False
+
+    def __call__(self, units: float = 1) -> None:
+        import time
+
+        from ._common import check_work
+
+        self.bar.update(units)
+        if self.start is None:  # the first unit includes warm-up: the rate is measured from the next ones
+            self.start = time.perf_counter()
+            return
+        self.done += units
+        elapsed = time.perf_counter() - self.start
+        if not self.checked and (elapsed > 2.0 or self.done >= 2 * units):
+            self.checked = True
+            check_work(elapsed / self.done * self.total, self.what, self.hint, yes=self.yes)
+
+
+def _octree_from_config(args: argparse.Namespace, pipe) -> None:
+    """--octree not given: the model folder's ``flowlab.octree_resolution`` (the mini model's), else 384;
+    a bad config value is reported against config.yaml, not against a flag the user never typed."""
+    from ..errors import FlowlabError
+    from ..limits import check_memory
+
+    hints = pipe.folder.config.get("flowlab") or {}
+    where = f"{pipe.folder.path / 'config.yaml'}: flowlab.octree_resolution"
+    if not isinstance(hints, dict):
+        raise FlowlabError(f"{pipe.folder.path / 'config.yaml'}: the flowlab section must be a mapping of key: value, "
+                           f"got {type(hints).__name__}")
+    value = hints.get("octree_resolution", 384)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FlowlabError(f"{where} = {value!r} must be a whole number >= 1 (384 is the release's); fix the file "
+                           "or pass --octree R")
+    args.octree = value
+    n = value + 1
+    check_memory(n ** 3 * 4 * 3, f"{where} = {value} ({n}^3 = {n ** 3:.3g} grid points)",
+                 "pass a smaller --octree (384 is the default)")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -138,10 +186,8 @@ def run(args: argparse.Namespace) -> int:
         image = to_pil(render(primitive(args.primitive, seed=args.seed)))
     pipe = load_pipeline(resolve_model(args.model), device=device, dtype=dtype, download=args.download,
                          variant=variant, vae=args.vae)
-    hints = pipe.folder.config.get("flowlab") or {}  # the mini model's decoding defaults
     if args.octree is None:
-        args.octree = int(hints.get("octree_resolution", 384))
-        _check_octree(args)
+        _octree_from_config(args, pipe)
     cond = pipe.check_embedding(load_embedding(args.embedding)) if args.embedding else pipe.encode_image(image)
     if cond.shape[0] != 1:
         raise FlowlabError(f"--embedding {args.embedding!r} holds {cond.shape[0]} embeddings (shape "
@@ -149,17 +195,22 @@ def run(args: argparse.Namespace) -> int:
 
     quiet = args.quiet
     bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr, disable=quiet)
+    meter = _WorkMeter(args.steps - 1, f"--steps {args.steps}", "use fewer --steps (50 is the default)", args.yes, bar)
     latents = pipe.sample_latents(cond, steps=args.steps, guidance=args.guidance, convention=args.convention,
                                   seed=args.seed, exact=args.time_rounding == "reference",
                                   wasted_last_step=args.schedule == "reference",
-                                  callback=lambda info: bar.update(1))
+                                  callback=lambda info: meter(1))
     bar.close()
     n = args.octree + 1
     # hierarchical decoding evaluates an unknown subset of the (R + 1)^3 points: no total then
     bar = tqdm(total=None if decode == "hierarchical" else n ** 3, desc="decoding", unit="pt", unit_scale=True,
                file=sys.stderr, disable=quiet)
+    # hierarchical: a coarse grid plus a band around the surface, about (R/4 + 1)^3 + 30 (R + 1)^2 points
+    points = n ** 3 if decode == "dense" else min(n ** 3, (args.octree // 4 + 1) ** 3 + 30 * n ** 2)
+    meter = _WorkMeter(points, f"decoding --octree {args.octree} with --chunk-size {args.chunk_size}",
+                       "use a smaller --octree or a larger --chunk-size", args.yes, bar)
     logits = pipe.decode_volume(latents, octree=args.octree, chunk_size=args.chunk_size,
-                                decode=decode, kv_topk=args.kv_topk, progress=bar.update)
+                                decode=decode, kv_topk=args.kv_topk, progress=meter)
     bar.close()
     mesh = pipe.mesh(logits, method=args.isosurface)
     export_mesh(mesh, out)
