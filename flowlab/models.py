@@ -329,6 +329,12 @@ def load_model(
     if config is not None and config != file_config:
         raise FlowlabError(f"model file {path!r} holds architecture {file_config.as_dict()}, "
                            f"expected {config.as_dict()}")
+    from .limits import check_memory
+
+    c = file_config
+    weights = (c.dim + c.time_dim) * c.hidden + (c.depth - 1) * c.hidden * c.hidden + c.hidden * c.dim
+    check_memory(8.0 * weights + 4096 * c.depth, f"model file {path!r}: the architecture in its metadata "
+                 f"{c.as_dict()}", "the metadata is damaged or not a flowlab VelocityMLP: write it again with save_model")
     model = VelocityMLP(file_config, file_convention)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...conventions import REVERSED
+from ...errors import FlowlabError
 from ...limits import derived_seed
 from ..models.dit import DiTConfig, ShapeDiT
 from ..models.encoder import EncoderConfig, ShapeVAEEncoder
@@ -376,11 +377,10 @@ def _save_module(module: nn.Module, path: Path) -> None:
 
 
 def load_module(module: nn.Module, path: Path) -> nn.Module:
-    from safetensors.torch import load_file
-
     from ..load.checkpoint import load_strict
+    from ..load.mini import read_checkpoint
 
-    state = load_file(str(path))
+    state = read_checkpoint(path)
     own = module.state_dict()
     return load_strict(module, {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()},
                        what=path.stem, source=path)
@@ -410,8 +410,14 @@ def train(out: Path, cfg: MiniConfig = MINI, opts: TrainOptions = TrainOptions()
         for name, m in models.items():
             if (init / f"{name}.safetensors").is_file():
                 load_module(m, init / f"{name}.safetensors")
-        prev = json.loads((init / "train_log.json").read_text()) if (init / "train_log.json").is_file() else {}
-        scale = float(prev.get("scale_factor", 1.0))
+        from ..load.mini import read_train_log
+
+        prev = read_train_log(init) if (init / "train_log.json").is_file() else {}
+        scale = prev.get("scale_factor", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise FlowlabError(f"{init / 'train_log.json'}: scale_factor = {scale!r} is not a finite number > 0; "
+                               "--init needs a run whose vae stage finished")
+        scale = float(scale)
         log["init"] = {"from": str(init), "previous": {k: prev.get(k) for k in ("vae_steps", "dit_steps", "scale_factor")}}
     for m in models.values():
         m.to(dev).train()
