@@ -179,7 +179,7 @@ def test_long_shape_runs_are_estimated_and_refused(tmp_path) -> None:
             "--out", str(tmp_path / "m.glb")]
     r = run_cli(*base, "--steps", "100000", cwd=tmp_path)
     assert r.returncode == 1 and "--steps 100000 would take about" in r.stderr and "--yes" in r.stderr, r.stderr
-    r = run_cli(*base, "--steps", "3", "--chunk-size", "1", "--octree", "64", "--decode", "dense", cwd=tmp_path)
+    r = run_cli(*base, "--steps", "3", "--chunk-size", "1", "--octree", "64", cwd=tmp_path)
     assert r.returncode == 1 and "decoding --octree 64 with --chunk-size 1 would take about" in r.stderr, r.stderr
     assert not (tmp_path / "m.glb").exists()
 
