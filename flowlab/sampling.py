@@ -246,7 +246,7 @@ def _raise_non_finite(ok_in: Tensor, ok_v: Tensor, ok_x: Tensor, ts: Tensor, con
         raise FlowlabError(
             f"the model returned NaN or inf at step {i} ({sym} = {times[i]:.6g} -> {times[i + 1]:.6g}; "
             f"{len(bad_v)} of {len(times) - 1} steps affected). Check the model at that time (division by "
-            "zero at an endpoint? a wrong time convention?)")
+            "zero at an endpoint? a wrong time convention? inputs or a guidance scale too large for the dtype?)")
     i = bad_x[0]
     raise FlowlabError(
         f"the state x became NaN or inf at step {i} ({sym} = {times[i]:.6g} -> {times[i + 1]:.6g}) although the "

@@ -34,6 +34,27 @@ def _check_out(path: str) -> Path:
     return check_out_dir(path)
 
 
+def _watch_interrupts() -> list:
+    """Remember every Ctrl-C (SIGINT) in a list, then raise KeyboardInterrupt as usual: code that swallows the
+    exception (a finaliser inside matplotlib) cannot make the command carry on and exit 0."""
+    import signal
+    import threading
+
+    seen: list = []
+    if threading.current_thread() is not threading.main_thread():
+        return seen
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:  # SIGINT ignored (a background job) or handled by the caller
+        return seen
+
+    def on_int(signum, frame):  # noqa: ARG001
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_int)
+    return seen
+
+
 def run(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -56,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
              f"Written by `flowlab figures --out {args.out} --format {args.format}`. Names match "
              "`flowlab.teach.figures.REGISTRY`; each notebook draws the same figure with its own data.", "",
              "| file | notebook | what it shows |", "|---|---|---|"]
+    interrupted = _watch_interrupts()
     for name in names:
+        if interrupted:  # a Ctrl-C that a library swallowed ("Exception ignored ... KeyboardInterrupt")
+            raise KeyboardInterrupt
         spec = figures.REGISTRY[name]
         fig = spec.build()
         buf = io.BytesIO()
@@ -68,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         path = write_atomic(out / f"{name}.{args.format}", buf.getvalue())
         lines.append(f"| [{path.name}]({path.name}) | {spec.notebook} | {spec.shows} |")
         print(f"wrote {path}")
+    if interrupted:
+        raise KeyboardInterrupt
     index = write_atomic(out / "index.md", "\n".join(lines) + "\n")
     print(f"wrote {index}")
     return 0
