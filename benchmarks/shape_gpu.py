@@ -73,7 +73,7 @@ def random_module(cls, config, device: torch.device, dtype: torch.dtype, seed: i
     return m.to(dtype).eval()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: check the script in seconds")
     ap.add_argument("--variant", default="v2-0", choices=sorted(DIT_CONFIGS), help="DiT config (default v2-0)")
@@ -84,79 +84,79 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cond-tokens", type=int, default=1370)
     ap.add_argument("--repeat", type=int, default=10, help="timed DiT forwards (default 10)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def setup(args: argparse.Namespace) -> tuple[torch.device, torch.dtype, DiTConfig, VAEConfig] | None:
+    """Device, dtype and configs (tiny ones on the CPU with --smoke); None when no GPU is visible."""
     if args.smoke:
-        device, dtype = torch.device("cpu"), torch.float32
-        dcfg, vcfg = SMOKE_DIT, SMOKE_VAE
         args.steps, args.octree, args.cond_tokens, args.repeat = 4, 16, 20, 2
         args.chunk_size = min(args.chunk_size, 2000)
         torch.set_num_threads(1)  # tiny tensors: threads only add overhead
-    else:
-        if not torch.cuda.is_available():
-            print("no CUDA GPU visible; run with --smoke to check the script on CPU", file=sys.stderr)
-            return 1
-        device = torch.device("cuda")
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
-        dcfg = DIT_CONFIGS[args.variant]
-        vcfg = VAE_CONFIGS["v2-mini" if "mini" in args.variant else "v2-0"]
-    torch.backends.cuda.matmul.allow_tf32 = True
-    results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-                     or "cpu", "dtype": str(dtype).replace("torch.", ""), "variant": "smoke" if args.smoke else args.variant,
-                     "torch": torch.__version__}
-    rows: list[tuple[str, float, float]] = []
+        return torch.device("cpu"), torch.float32, SMOKE_DIT, SMOKE_VAE
+    if not torch.cuda.is_available():
+        print("no CUDA GPU visible; run with --smoke to check the script on CPU", file=sys.stderr)
+        return None
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    return (torch.device("cuda"), dtype, DIT_CONFIGS[args.variant],
+            VAE_CONFIGS["v2-mini" if "mini" in args.variant else "v2-0"])
 
-    with torch.inference_mode():
-        dit = random_module(ShapeDiT, dcfg, device, dtype, 0)
-        results["dit_params"] = sum(p.numel() for p in dit.parameters())
-        g = torch.Generator("cpu").manual_seed(0)
-        n_lat = vcfg.num_latents
-        x2 = torch.randn(2, n_lat, dcfg.in_channels, generator=g).to(device, dtype)
-        c2 = torch.randn(2, args.cond_tokens, dcfg.context_in_dim, generator=g).to(device, dtype)
-        t2 = torch.full((2,), 0.5, device=device, dtype=dtype)
 
-        dt, peak = timed(lambda: dit(x2, t2, c2), device, repeat=args.repeat, warmup=3)
-        rows.append((f"DiT forward, CFG batch 2 ({n_lat} latents + {args.cond_tokens} cond tokens)", dt, peak))
+def measure_dit(args, device, dtype, dcfg, vcfg, results: dict, rows: list) -> tuple:
+    """The DiT forward (CFG batch 2, and guidance-distilled batch 1); returns the DiT and its inputs."""
+    dit = random_module(ShapeDiT, dcfg, device, dtype, 0)
+    results["dit_params"] = sum(p.numel() for p in dit.parameters())
+    g = torch.Generator("cpu").manual_seed(0)
+    n_lat = vcfg.num_latents
+    x2 = torch.randn(2, n_lat, dcfg.in_channels, generator=g).to(device, dtype)
+    c2 = torch.randn(2, args.cond_tokens, dcfg.context_in_dim, generator=g).to(device, dtype)
+    t2 = torch.full((2,), 0.5, device=device, dtype=dtype)
+    dt, peak = timed(lambda: dit(x2, t2, c2), device, repeat=args.repeat, warmup=3)
+    rows.append((f"DiT forward, CFG batch 2 ({n_lat} latents + {args.cond_tokens} cond tokens)", dt, peak))
+    gdit = random_module(ShapeDiT, DiTConfig(**{**dcfg.as_dict(), "guidance_embed": True}), device, dtype, 1)
+    w = torch.full((1,), 5.0, device=device, dtype=dtype)
+    dt, peak = timed(lambda: gdit(x2[:1], t2[:1], c2[:1], guidance=w), device, repeat=args.repeat, warmup=3)
+    rows.append(("DiT forward, guidance-distilled batch 1", dt, peak))
+    return dit, c2
 
-        gdit = random_module(ShapeDiT, DiTConfig(**{**dcfg.as_dict(), "guidance_embed": True}), device, dtype, 1)
-        w = torch.full((1,), 5.0, device=device, dtype=dtype)
-        dt, peak = timed(lambda: gdit(x2[:1], t2[:1], c2[:1], guidance=w), device, repeat=args.repeat, warmup=3)
-        rows.append(("DiT forward, guidance-distilled batch 1", dt, peak))
-        del gdit
 
-        vae = random_module(ShapeVAE, vcfg, device, dtype, 2)
-        pipe = ShapePipeline(dit=dit, vae=vae, device=device, dtype=dtype)
-        cond = c2[:1]
-        dt, peak = timed(lambda: pipe.sample_latents(cond, steps=args.steps, guidance=5.0, seed=0), device)
-        rows.append((f"sampling loop, {args.steps} calls, CFG 5.0 (flowlab sampler, reversed, exact)", dt, peak))
-        latents = pipe.sample_latents(cond, steps=args.steps, guidance=5.0, seed=0)
+def measure_sampling_and_decode(args, device, dtype, vcfg, dit, c2, results: dict, rows: list) -> torch.Tensor:
+    """The sampling loop, the VAE, dense and hierarchical decoding; returns the dense logits."""
+    vae = random_module(ShapeVAE, vcfg, device, dtype, 2)
+    pipe = ShapePipeline(dit=dit, vae=vae, device=device, dtype=dtype)
+    cond = c2[:1]
+    dt, peak = timed(lambda: pipe.sample_latents(cond, steps=args.steps, guidance=5.0, seed=0), device)
+    rows.append((f"sampling loop, {args.steps} calls, CFG 5.0 (flowlab sampler, reversed, exact)", dt, peak))
+    latents = pipe.sample_latents(cond, steps=args.steps, guidance=5.0, seed=0)
+    dt, peak = timed(lambda: vae.decode_latents(latents), device, repeat=args.repeat, warmup=2)
+    rows.append(("VAE post_kl + transformer", dt, peak))
+    tokens = vae.decode_latents(latents)
+    # random weights: centre the field so that an iso-surface exists
+    coarse = decode_dense(vae.geo_decoder, tokens, 32, chunk_size=args.chunk_size)
+    vae.geo_decoder.output_proj.bias -= coarse.float().median().to(dtype)
+    r = args.octree
+    dt, peak = timed(lambda: decode_dense(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size), device, warmup=1)
+    rows.append((f"dense volume decode, R = {r} ({(r + 1) ** 3 / 1e6:.1f} M queries, {args.chunk_size} a chunk)",
+                 dt, peak))
+    n_hier = {"queries": 0}
 
-        dt, peak = timed(lambda: vae.decode_latents(latents), device, repeat=args.repeat, warmup=2)
-        rows.append(("VAE post_kl + transformer", dt, peak))
-        tokens = vae.decode_latents(latents)
-        # random weights: centre the field so that an iso-surface exists
-        coarse = decode_dense(vae.geo_decoder, tokens, 32, chunk_size=args.chunk_size)
-        vae.geo_decoder.output_proj.bias -= coarse.float().median().to(dtype)
+    def hier():
+        n_hier["queries"] = 0
+        return decode_hierarchical(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size,
+                                   min_resolution=min(63, r // 4),
+                                   progress=lambda k: n_hier.__setitem__("queries", n_hier["queries"] + k))
+    dt, peak = timed(hier, device, warmup=1)
+    rows.append((f"hierarchical volume decode, R = {r} ({n_hier['queries'] / 1e6:.2f} M queries)", dt, peak))
+    logits = decode_dense(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size)
+    hl = hier()
+    results["hierarchical_sign_agreement"] = float(((hl > 0) == (logits > 0)).float().mean())
+    return logits
 
-        r = args.octree
-        dt, peak = timed(lambda: decode_dense(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size), device, warmup=1)
-        rows.append((f"dense volume decode, R = {r} ({(r + 1) ** 3 / 1e6:.1f} M queries, {args.chunk_size} a chunk)",
-                     dt, peak))
-        n_hier = {"queries": 0}
 
-        def hier():
-            n_hier["queries"] = 0
-            return decode_hierarchical(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size,
-                                       min_resolution=min(63, r // 4),
-                                       progress=lambda k: n_hier.__setitem__("queries", n_hier["queries"] + k))
-        dt, peak = timed(hier, device, warmup=1)
-        rows.append((f"hierarchical volume decode, R = {r} ({n_hier['queries'] / 1e6:.2f} M queries)", dt, peak))
-
-        logits = decode_dense(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size)
-        hl = hier()
-        results["hierarchical_sign_agreement"] = float(((hl > 0) == (logits > 0)).float().mean())
-    vol = logits[0].float().cpu()
+def measure_marching_cubes(args, logits: torch.Tensor, results: dict, rows: list) -> None:
     from flowlab.shape.decode.mesh import marching_cubes
+
+    vol = logits[0].float().cpu()
     marching_cubes(torch.linspace(-1, 1, 4)[:, None, None].expand(4, 4, 4).clone())  # imports, warm-up
     t0 = time.perf_counter()
     try:
@@ -164,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         results["mesh"] = {"vertices": int(mesh.vertices.shape[0]), "faces": int(mesh.faces.shape[0])}
     except Exception as e:  # a random field may still have no surface: report, do not crash
         results["mesh"] = {"error": str(e)[:200]}
-    rows.append((f"marching cubes on CPU, {r + 1}^3 grid", time.perf_counter() - t0, float("nan")))
+    rows.append((f"marching cubes on CPU, {args.octree + 1}^3 grid", time.perf_counter() - t0, float("nan")))
 
+
+def report(args, results: dict, rows: list) -> None:
     width = max(len(r[0]) for r in rows)
     print(f"flowlab shape benchmark: {results['device']}, {results['dtype']}, {results['variant']}, "
           f"DiT {results['dit_params'] / 1e6:.1f} M params, torch {results['torch']}")
@@ -177,6 +179,24 @@ def main(argv: list[str] | None = None) -> int:
     results["rows"] = [{"stage": n, "seconds": d, "peak_gib": (p if p == p else None)} for n, d, p in rows]
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    got = setup(args)
+    if got is None:
+        return 1
+    device, dtype, dcfg, vcfg = got
+    torch.backends.cuda.matmul.allow_tf32 = True
+    results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+                     or "cpu", "dtype": str(dtype).replace("torch.", ""), "variant": "smoke" if args.smoke else args.variant,
+                     "torch": torch.__version__}
+    rows: list[tuple[str, float, float]] = []
+    with torch.inference_mode():
+        dit, c2 = measure_dit(args, device, dtype, dcfg, vcfg, results, rows)
+        logits = measure_sampling_and_decode(args, device, dtype, vcfg, dit, c2, results, rows)
+    measure_marching_cubes(args, logits, results, rows)
+    report(args, results, rows)
     return 0
 
 

@@ -13,8 +13,9 @@ match by design). Measured, each for hy3dgen, flowlab's readable path and flowla
    max |latents - latents_ref|;
 3. VAE + dense volume decode at octree R on the SAME latents (hy3dgen: its VanillaVolumeDecoder with 8000
    and a larger chunk size); max |logits - logits_ref| and the inside/outside agreement;
-4. end to end: 50 steps + dense decode + marching cubes (hy3dgen: its pipeline, output_type='trimesh');
-   vertex counts of both meshes;
+4. end to end: 50 steps + dense decode + marching cubes (hy3dgen: its pipeline, output_type='trimesh'), both
+   on the benchmark's bias-shift field (issue 7's surface-field rows wrap hy3dgen's decoder; it is unwrapped
+   before this row); vertex counts of both meshes;
 5. mini DiT (CFG batch 2, 512 latents) and the guidance-distilled 5-step turbo path (consistency schedule);
 6. hierarchical decoding on an analytic field with a real surface (a sphere and a torus, signed distance
    times a slope, behind the GeoDecoder interface): queries vs dense, mesh agreement, and the decode time
@@ -108,6 +109,7 @@ def import_reference() -> tuple[types.SimpleNamespace | None, str]:
         ae = importlib.import_module("hy3dgen.shapegen.models.autoencoders")
         schedulers = importlib.import_module("hy3dgen.shapegen.schedulers")
         pipelines = importlib.import_module("hy3dgen.shapegen.pipelines")
+        processors = importlib.import_module("hy3dgen.shapegen.models.autoencoders.attention_processors")
     except Exception as e:  # noqa: BLE001 - report any import failure, run flowlab alone
         for k, v in saved.items():
             if v is None:
@@ -121,7 +123,8 @@ def import_reference() -> tuple[types.SimpleNamespace | None, str]:
     return types.SimpleNamespace(DiT=dit_mod.Hunyuan3DDiT, VAE=ae.ShapeVAE, Vanilla=ae.VanillaVolumeDecoder,
                                  FlashVDM=ae.FlashVDMVolumeDecoding, MC=ae.SurfaceExtractors["mc"],
                                  export_to_trimesh=pipelines.export_to_trimesh,
-                                 schedulers=schedulers, pipelines=pipelines, version=ver), ""
+                                 schedulers=schedulers, pipelines=pipelines, version=ver,
+                                 CrossAttentionProcessor=processors.CrossAttentionProcessor), ""
 
 
 class _Cond(torch.nn.Module):
@@ -697,7 +700,7 @@ def fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg,
 
 # ---- the benchmark ------------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny configs, seconds")
     ap.add_argument("--steps", type=int, default=50)
@@ -719,376 +722,441 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="issue-12 rows only: the fast loop, the surface-field "
                     "references and default options, end to end with the peers (no KV, no bias-shift options)")
     ap.add_argument("--json", metavar="FILE")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def setup(args: argparse.Namespace) -> types.SimpleNamespace | None:
+    """Device, configs, the marching-cubes pool, the reference import and the row printer (None: no GPU)."""
+    b = types.SimpleNamespace(args=args)
     if args.smoke:
-        device, dtype = torch.device("cpu"), torch.float32
-        dcfg, vcfg, mini_dcfg, mini_vcfg = SMOKE_DIT, SMOKE_VAE, SMOKE_DIT, SMOKE_VAE
-        n_cond, args.steps, args.octree = 10, 4, 16
+        b.device, b.dtype = torch.device("cpu"), torch.float32
+        b.dcfg, b.vcfg, b.mini_dcfg, b.mini_vcfg = SMOKE_DIT, SMOKE_VAE, SMOKE_DIT, SMOKE_VAE
+        b.n_cond, args.steps, args.octree = 10, 4, 16
         args.ref_chunks, args.chunk_size, args.mc_workers = [1000, 3000], [2048], 0
         torch.set_num_threads(1)
-        compile_ok = False  # compiling costs tens of seconds on a CPU: tests/test_shape_fast.py covers it
-        reps = 1
+        b.compile_ok = False  # compiling costs tens of seconds on a CPU: tests/test_shape_fast.py covers it
+        b.reps = 1
     else:
         if not torch.cuda.is_available():
             print("no CUDA GPU visible; run with --smoke to check the script on CPU", file=sys.stderr)
-            return 1
-        device, dtype = torch.device("cuda"), torch.float16
-        dcfg, vcfg = DIT_CONFIGS["v2-0"], VAE_CONFIGS["v2-0"]
-        mini_dcfg, mini_vcfg = DIT_CONFIGS["v2-mini"], VAE_CONFIGS["v2-mini"]
-        n_cond = 1370
-        compile_ok = not args.no_compile
-        reps = 5
-    pool = None
+            return None
+        b.device, b.dtype = torch.device("cuda"), torch.float16
+        b.dcfg, b.vcfg = DIT_CONFIGS["v2-0"], VAE_CONFIGS["v2-0"]
+        b.mini_dcfg, b.mini_vcfg = DIT_CONFIGS["v2-mini"], VAE_CONFIGS["v2-mini"]
+        b.n_cond = 1370
+        b.compile_ok = not args.no_compile
+        b.reps = 5
+    b.pool = None
     if args.mc_workers > 0:
         # forked before CUDA starts; skimage holds the GIL, so marching cubes runs in processes
-        pool = cf.ProcessPoolExecutor(args.mc_workers, mp_context=mp.get_context("fork"))
+        b.pool = cf.ProcessPoolExecutor(args.mc_workers, mp_context=mp.get_context("fork"))
         warm = torch.zeros(3, 3, 3)
         warm[1, 1, 1] = 1.0
-        list(pool.map(_warm_worker, [warm.numpy()] * args.mc_workers))
-    ref, why = (None, "--no-peer given") if args.no_peer else import_reference()
-    stage = Stage(device)
-    rows: list[dict] = []
-    res: dict = {"card": card_name(device), "torch": torch.__version__, "dtype": str(dtype).replace("torch.", ""),
-                 "hy3dgen": ref.version if ref else None, "rows": rows}
-    print(f"shape peers: {res['card']}, torch {torch.__version__}, {res['dtype']}, "
-          f"hy3dgen {ref.version if ref else 'NOT RUN (' + why + ')'}", flush=True)
+        list(b.pool.map(_warm_worker, [warm.numpy()] * args.mc_workers))
+    b.ref, b.why = (None, "--no-peer given") if args.no_peer else import_reference()
+    b.stage = Stage(b.device)
+    b.rows = []
+    b.res = {"card": card_name(b.device), "torch": torch.__version__, "dtype": str(b.dtype).replace("torch.", ""),
+             "hy3dgen": b.ref.version if b.ref else None, "rows": b.rows}
+    print(f"shape peers: {b.res['card']}, torch {torch.__version__}, {b.res['dtype']}, "
+          f"hy3dgen {b.ref.version if b.ref else 'NOT RUN (' + b.why + ')'}", flush=True)
 
     def row(what: str, impl: str, sec: float, peak: float, diff: str = "") -> None:
-        rows.append(dict(what=what, impl=impl, seconds=sec, peak_gib=peak if peak == peak else None, diff=diff))
+        b.rows.append(dict(what=what, impl=impl, seconds=sec, peak_gib=peak if peak == peak else None, diff=diff))
         mem = f"{peak:6.2f} GiB" if peak == peak else "      -   "
         print(f"  {what:<34} {impl:<26} {sec * 1e3:10.1f} ms  {mem}  {diff}", flush=True)
+    b.row = row
+    b.steps, b.r = args.steps, args.octree
+    return b
 
-    torch.backends.cuda.matmul.allow_tf32 = True
+
+def section_models(b: types.SimpleNamespace) -> None:
+    """v2-0: the same seeded weights in both implementations; the DiT step rows."""
+    args, device, dtype, dcfg, vcfg, ref = b.args, b.device, b.dtype, b.dcfg, b.vcfg, b.ref
     g = torch.Generator("cpu").manual_seed(0)
-    with torch.inference_mode():
-        # ---- v2-0: the same weights in both ----------------------------------------------------------
-        proto = ShapeDiT(dcfg) if args.smoke else None
-        if proto is None:
-            with torch.device("meta"):
-                proto = ShapeDiT(dcfg)
-        sd_dit = seeded_state(proto, 0, device, dtype)
+    proto = ShapeDiT(dcfg) if args.smoke else None
+    if proto is None:
         with torch.device("meta"):
-            vproto = ShapeVAE(vcfg)
-        sd_vae = seeded_state(vproto, 1, device, dtype)
-        del proto, vproto
-        dit = build(ShapeDiT, dcfg, sd_dit, device, dtype)
-        vae = build(ShapeVAE, vcfg, sd_vae, device, dtype)
-        w_f = nbytes(dit) + nbytes(vae)
-        if ref:
-            rdit = build(ref.DiT, dit_params(dcfg), sd_dit, device, dtype)
-            rvae = build(ref.VAE, vae_params(vcfg), sd_vae, device, dtype)
-            w_r = nbytes(rdit) + nbytes(rvae)
-        del sd_dit, sd_vae
-        cond = torch.randn(1, n_cond, dcfg.context_in_dim, generator=g).to(device, dtype)
-        x1 = initial_latents((1, vcfg.num_latents, dcfg.in_channels), 0, dtype, device)
-        x2, c2 = torch.cat([x1, x1]), torch.cat([cond, torch.zeros_like(cond)])
-        t2 = torch.full((2,), 0.5, device=device, dtype=dtype)
-        what = f"DiT step CFG b2 ({vcfg.num_latents}+{n_cond} tok)"
-        v_ref = None
-        if ref and not args.quick:
-            sec, peak, v_ref = stage(lambda: rdit(x2, t2, {"main": c2}), w_r, reps=reps)
-            row(what, "hy3dgen", sec, peak)
+            proto = ShapeDiT(dcfg)
+    sd_dit = seeded_state(proto, 0, device, dtype)
+    with torch.device("meta"):
+        vproto = ShapeVAE(vcfg)
+    sd_vae = seeded_state(vproto, 1, device, dtype)
+    del proto, vproto
+    b.dit = build(ShapeDiT, dcfg, sd_dit, device, dtype)
+    b.vae = build(ShapeVAE, vcfg, sd_vae, device, dtype)
+    b.w_f = nbytes(b.dit) + nbytes(b.vae)
+    b.rdit = b.rvae = None
+    b.w_r = 0
+    if ref:
+        b.rdit = build(ref.DiT, dit_params(dcfg), sd_dit, device, dtype)
+        b.rvae = build(ref.VAE, vae_params(vcfg), sd_vae, device, dtype)
+        b.w_r = nbytes(b.rdit) + nbytes(b.rvae)
+    del sd_dit, sd_vae
+    b.cond = torch.randn(1, b.n_cond, dcfg.context_in_dim, generator=g).to(device, dtype)
+    b.x1 = initial_latents((1, vcfg.num_latents, dcfg.in_channels), 0, dtype, device)
+    x2, c2 = torch.cat([b.x1, b.x1]), torch.cat([b.cond, torch.zeros_like(b.cond)])
+    b.t2 = torch.full((2,), 0.5, device=device, dtype=dtype)
+    what = f"DiT step CFG b2 ({vcfg.num_latents}+{b.n_cond} tok)"
+    v_ref = None
+    if ref and not args.quick:
+        sec, peak, v_ref = b.stage(lambda: b.rdit(x2, b.t2, {"main": c2}), b.w_r, reps=b.reps)
+        b.row(what, "hy3dgen", sec, peak)
+    if not args.quick:
+        sec, peak, v = b.stage(lambda: b.dit(x2, b.t2, c2), b.w_f, reps=b.reps)
+        b.row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(v, v_ref)}" if ref else "")
+    b.att_dit, att_times = sdpa_choice(lambda: b.dit(x2, b.t2, c2), device)
+    if b.att_dit:
+        print(f"  (eager DiT step by attention backend: " + ", ".join(f"{k} {v:.1f} ms" for k, v in att_times.items())
+              + f"; fast path uses {b.att_dit})", flush=True)
+    b.res["sdpa_dit"] = [b.att_dit, att_times]
+
+
+def section_loop(b: types.SimpleNamespace) -> None:
+    """The 50-call CFG loop: hy3dgen's own pipeline against flowlab's readable sampler."""
+    args, device, dtype, ref, cond, steps = b.args, b.device, b.dtype, b.ref, b.cond, b.steps
+    b.pipe = ShapePipeline(dit=b.dit, vae=b.vae, device=device, dtype=dtype)
+    what = f"{steps}-call CFG 5.0 loop"
+    b.lat_ref = None
+    b.rp = None
+    if ref:
+        def ref_pipe(dit_m, vae_m, turbo: bool = False):
+            sched = (ref.schedulers.ConsistencyFlowMatchEulerDiscreteScheduler(pcm_timesteps=100) if turbo
+                     else ref.schedulers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000))
+            return ref.pipelines.Hunyuan3DDiTFlowMatchingPipeline(
+                vae=vae_m, model=dit_m, scheduler=sched, conditioner=_Cond(cond), image_processor=_processor,
+                device=device, dtype=dtype)
+        b.rp = ref_pipe(b.rdit, b.rvae)
+
+        def ref_loop():
+            return b.rp(image=object(), num_inference_steps=steps, guidance_scale=5.0,
+                        generator=torch.Generator().manual_seed(0), output_type="latent", enable_pbar=False)
         if not args.quick:
-            sec, peak, v = stage(lambda: dit(x2, t2, c2), w_f, reps=reps)
-            row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(v, v_ref)}" if ref else "")
-
-        att_dit, att_times = sdpa_choice(lambda: dit(x2, t2, c2), device)
-        if att_dit:
-            print(f"  (eager DiT step by attention backend: " + ", ".join(f"{k} {v:.1f} ms" for k, v in att_times.items())
-                  + f"; fast path uses {att_dit})", flush=True)
-        res["sdpa_dit"] = [att_dit, att_times]
-        pipe = ShapePipeline(dit=dit, vae=vae, device=device, dtype=dtype)
-        steps = args.steps
-        what = f"{steps}-call CFG 5.0 loop"
-        lat_ref = None
-        if ref:
-            def ref_pipe(dit_m, vae_m, turbo: bool = False):
-                sched = (ref.schedulers.ConsistencyFlowMatchEulerDiscreteScheduler(pcm_timesteps=100) if turbo
-                         else ref.schedulers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000))
-                return ref.pipelines.Hunyuan3DDiTFlowMatchingPipeline(
-                    vae=vae_m, model=dit_m, scheduler=sched, conditioner=_Cond(cond), image_processor=_processor,
-                    device=device, dtype=dtype)
-            rp = ref_pipe(rdit, rvae)
-
-            def ref_loop():
-                return rp(image=object(), num_inference_steps=steps, guidance_scale=5.0,
-                          generator=torch.Generator().manual_seed(0), output_type="latent", enable_pbar=False)
-            if not args.quick:
-                sec, peak, lat_ref = stage(ref_loop, w_r, warmup=0, reps=1)
-                row(what, "hy3dgen (its pipeline)", sec, peak)
-        sec, peak, lat = stage(lambda: pipe.sample_latents(cond, steps=steps, guidance=5.0, seed=0), w_f,
+            sec, peak, b.lat_ref = b.stage(ref_loop, b.w_r, warmup=0, reps=1)
+            b.row(what, "hy3dgen (its pipeline)", sec, peak)
+    sec, peak, b.lat = b.stage(lambda: b.pipe.sample_latents(cond, steps=steps, guidance=5.0, seed=0), b.w_f,
                                warmup=0, reps=1)
-        row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(lat, lat_ref)}" if lat_ref is not None else "")
+    b.row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(b.lat, b.lat_ref)}" if b.lat_ref is not None else "")
 
-        # ---- fast DiT -------------------------------------------------------------------------------
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            cap_base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        if compile_ok:
-            compile_blocks(dit)
-        model = with_sdpa(DiTVelocity(dit, cond, guidance=5.0), att_dit)
-        fast_step = GraphedVelocity(model) if device.type == "cuda" else model
-        xs, ts1 = x1.clone(), torch.full((1,), 0.5, device=device, dtype=torch.float32)
-        v_fast = fast_step(xs, ts1)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        res["compile_and_capture_s"] = time.perf_counter() - t0
-        # the graph's memory pool was allocated at capture: count that peak in the fast rows
-        cap_peak = (torch.cuda.max_memory_allocated() - cap_base + w_f) / 2 ** 30 if device.type == "cuda" else 0.0
-        print(f"  (fast path: compile {'on' if compile_ok else 'off'}, CUDA graph "
-              f"{'on' if device.type == 'cuda' else 'off'}; compile + capture {res['compile_and_capture_s']:.1f} s)",
-              flush=True)
-        v_read = DiTVelocity(uncompile_blocks(dit), cond, guidance=5.0)(xs, ts1)
-        if compile_ok:
-            compile_blocks(dit)
-        sec, peak, _ = stage(lambda: fast_step(xs, ts1), w_f, reps=reps)
-        row("DiT step CFG b2 (+ CFG combine)", "flowlab fast", sec, max(peak, cap_peak),
-            f"max|dv| vs readable {dstr(v_fast, v_read)}")
-        ts = skip_noop_steps(pipe.schedule(steps))
 
-        def fast_loop(step=fast_step, x0=x1, sched=ts):
-            return sample(step, x0.clone(), sched, REVERSED, check_finite=False)
-        sec, peak, lat_fast = stage(fast_loop, w_f, warmup=0, reps=1)
-        row(what, f"flowlab fast ({ts.numel() - 1} calls)", sec, max(peak, cap_peak),
-            (f"max|dlat| {dstr(lat_fast, lat_ref)}" if lat_ref is not None else "") +
-            f" vs readable {dstr(lat_fast, lat)}")
-        res["latents_finite"] = bool(torch.isfinite(lat_fast).all())
+def section_fast_dit(b: types.SimpleNamespace) -> None:
+    """flowlab's fast DiT step (compiled blocks, one CUDA graph a step) and the fast loop."""
+    device, cond, dit = b.device, b.cond, b.dit
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        cap_base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    if b.compile_ok:
+        compile_blocks(dit)
+    b.model = with_sdpa(DiTVelocity(dit, cond, guidance=5.0), b.att_dit)
+    b.fast_step = GraphedVelocity(b.model) if device.type == "cuda" else b.model
+    xs, b.ts1 = b.x1.clone(), torch.full((1,), 0.5, device=device, dtype=torch.float32)
+    v_fast = b.fast_step(xs, b.ts1)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    b.res["compile_and_capture_s"] = time.perf_counter() - t0
+    # the graph's memory pool was allocated at capture: count that peak in the fast rows
+    b.cap_peak = (torch.cuda.max_memory_allocated() - cap_base + b.w_f) / 2 ** 30 if device.type == "cuda" else 0.0
+    print(f"  (fast path: compile {'on' if b.compile_ok else 'off'}, CUDA graph "
+          f"{'on' if device.type == 'cuda' else 'off'}; compile + capture {b.res['compile_and_capture_s']:.1f} s)",
+          flush=True)
+    v_read = DiTVelocity(uncompile_blocks(dit), cond, guidance=5.0)(xs, b.ts1)
+    if b.compile_ok:
+        compile_blocks(dit)
+    sec, peak, _ = b.stage(lambda: b.fast_step(xs, b.ts1), b.w_f, reps=b.reps)
+    b.row("DiT step CFG b2 (+ CFG combine)", "flowlab fast", sec, max(peak, b.cap_peak),
+          f"max|dv| vs readable {dstr(v_fast, v_read)}")
+    b.ts = skip_noop_steps(b.pipe.schedule(b.steps))
 
-        # ---- VAE + dense decode on the same latents -----------------------------------------------
-        tokens = vae.decode_latents(lat)
-        shift_bias(vae, tokens, args.inside, dtype, *([rvae] if ref else []))
-        if ref:
-            rtokens = rvae(1.0 / rvae.scale_factor * lat)
-            row("VAE post_kl + transformer", "hy3dgen", *stage(lambda: rvae(1.0 / rvae.scale_factor * lat), w_r,
-                                                              reps=reps)[:2])
-        sec, peak, _ = stage(lambda: vae.decode_latents(lat), w_f, reps=reps)
-        row("VAE post_kl + transformer", "flowlab", sec, peak,
-            f"max|dtok| {dstr(tokens, rtokens)}" if ref else "")
-        r = args.octree
-        what = f"dense decode R={r} ({(r + 1) ** 3 / 1e6:.1f} M pts)"
-        vol_ref = None
-        if ref and not args.quick:
-            for ch in args.ref_chunks:
-                sec, peak, vol_ref = stage(lambda ch=ch: ref.Vanilla()(rtokens, rvae.geo_decoder, bounds=1.01,
+    def fast_loop(step=b.fast_step, x0=b.x1, sched=b.ts):
+        return sample(step, x0.clone(), sched, REVERSED, check_finite=False)
+    sec, peak, lat_fast = b.stage(fast_loop, b.w_f, warmup=0, reps=1)
+    b.row(f"{b.steps}-call CFG 5.0 loop", f"flowlab fast ({b.ts.numel() - 1} calls)", sec, max(peak, b.cap_peak),
+          (f"max|dlat| {dstr(lat_fast, b.lat_ref)}" if b.lat_ref is not None else "") +
+          f" vs readable {dstr(lat_fast, b.lat)}")
+    b.res["latents_finite"] = bool(torch.isfinite(lat_fast).all())
+
+
+def section_decode(b: types.SimpleNamespace) -> None:
+    """VAE + dense decode on the same latents (bias-shift field), and the compiled dense query."""
+    args, device, ref, vae, rvae, lat, r = b.args, b.device, b.ref, b.vae, b.rvae, b.lat, b.r
+    b.tokens = vae.decode_latents(lat)
+    shift_bias(vae, b.tokens, args.inside, b.dtype, *([rvae] if ref else []))
+    b.rtokens = None
+    if ref:
+        b.rtokens = rvae(1.0 / rvae.scale_factor * lat)
+        b.row("VAE post_kl + transformer", "hy3dgen", *b.stage(lambda: rvae(1.0 / rvae.scale_factor * lat), b.w_r,
+                                                                reps=b.reps)[:2])
+    sec, peak, _ = b.stage(lambda: vae.decode_latents(lat), b.w_f, reps=b.reps)
+    b.row("VAE post_kl + transformer", "flowlab", sec, peak, f"max|dtok| {dstr(b.tokens, b.rtokens)}" if ref else "")
+    what = f"dense decode R={r} ({(r + 1) ** 3 / 1e6:.1f} M pts)"
+    b.vol_ref = None
+    if ref and not args.quick:
+        for ch in args.ref_chunks:
+            sec, peak, b.vol_ref = b.stage(lambda ch=ch: ref.Vanilla()(b.rtokens, rvae.geo_decoder, bounds=1.01,
                                                                         num_chunks=ch, octree_resolution=r,
-                                                                        enable_pbar=False), w_r, warmup=0, reps=1)
-                row(what, f"hy3dgen, {ch} a chunk", sec, peak)
-        if "readable-decode" not in args.skip:
-            big = max(args.chunk_size)
-            sec, peak, vol_read = stage(lambda: decode_dense(vae.geo_decoder, tokens, r, chunk_size=big),
-                                        w_f, warmup=0, reps=1)
-            row(what, f"flowlab readable, {big}", sec, peak,
-                f"max|dlogit| {dstr(vol_read, vol_ref)}" if vol_ref is not None else "")
-            del vol_read
-        probe = torch.rand(1, min(args.chunk_size[0], (r + 1) ** 3), 3, device=device) * 2 - 1
-        pkv = vae.geo_decoder.prepare(tokens)
-        att_dec, att_times = sdpa_choice(lambda: vae.geo_decoder.query(probe, pkv), device)
-        if att_dec:
-            print(f"  (eager decode chunk by attention backend: " + ", ".join(f"{k} {v:.1f} ms" for k, v in
-                  att_times.items()) + f"; fast path uses {att_dec})", flush=True)
-        res["sdpa_decode"] = [att_dec, att_times]
-        del probe, pkv
-        query = with_sdpa(compiled_query(vae.geo_decoder) if compile_ok else
-                          (lambda p, k, v: vae.geo_decoder.query(p, KV(k=k, v=v))), att_dec)
-        for ch in args.chunk_size:
-            t0 = time.perf_counter()
-            # compile (or warm up) at this chunk's shape, outside the timed decode
-            decode_dense_fast(vae.geo_decoder, tokens, max(1, math.ceil(ch ** (1 / 3))), chunk_size=ch, query=query)
-            res[f"decode_compile_s_{ch}"] = time.perf_counter() - t0
-            if args.quick:
-                continue
-            sec, peak, vol = stage(lambda ch=ch: decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=ch,
-                                                                   query=query), w_f, warmup=0, reps=1)
-            sign = f" sign agree {float(((vol > 0) == (vol_ref > 0)).float().mean()) * 100:.4f}%" if ref else ""
-            row(what, f"flowlab fast, {ch}", sec, peak,
-                (f"max|dlogit| {dstr(vol, vol_ref)}" if ref else "") + sign)
-            del vol
+                                                                        enable_pbar=False), b.w_r, warmup=0, reps=1)
+            b.row(what, f"hy3dgen, {ch} a chunk", sec, peak)
+    if "readable-decode" not in args.skip:
+        big = max(args.chunk_size)
+        sec, peak, vol_read = b.stage(lambda: decode_dense(vae.geo_decoder, b.tokens, r, chunk_size=big),
+                                      b.w_f, warmup=0, reps=1)
+        b.row(what, f"flowlab readable, {big}", sec, peak,
+              f"max|dlogit| {dstr(vol_read, b.vol_ref)}" if b.vol_ref is not None else "")
+        del vol_read
+    probe = torch.rand(1, min(args.chunk_size[0], (r + 1) ** 3), 3, device=device) * 2 - 1
+    pkv = vae.geo_decoder.prepare(b.tokens)
+    b.att_dec, att_times = sdpa_choice(lambda: vae.geo_decoder.query(probe, pkv), device)
+    if b.att_dec:
+        print(f"  (eager decode chunk by attention backend: " + ", ".join(f"{k} {v:.1f} ms" for k, v in
+              att_times.items()) + f"; fast path uses {b.att_dec})", flush=True)
+    b.res["sdpa_decode"] = [b.att_dec, att_times]
+    del probe, pkv
+    b.query = with_sdpa(compiled_query(vae.geo_decoder) if b.compile_ok else
+                        (lambda p, k, v: vae.geo_decoder.query(p, KV(k=k, v=v))), b.att_dec)
+    for ch in args.chunk_size:
+        t0 = time.perf_counter()
+        # compile (or warm up) at this chunk's shape, outside the timed decode
+        decode_dense_fast(vae.geo_decoder, b.tokens, max(1, math.ceil(ch ** (1 / 3))), chunk_size=ch, query=b.query)
+        b.res[f"decode_compile_s_{ch}"] = time.perf_counter() - t0
         if args.quick:
-            mesh, vol, res["mesh_same_latents"] = None, None, {"flowlab": None}
-        else:
-            vol = decode_dense_fast(vae.geo_decoder, tokens, r, chunk_size=args.chunk_size[0], query=query)
-            res["inside_fraction"] = float((vol > 0).float().mean())
-            t0 = time.perf_counter()
-            try:
-                mesh = marching_cubes(vol[0])
-                res["mesh_same_latents"] = {"flowlab": int(mesh.vertices.shape[0])}
-            except Exception as e:  # noqa: BLE001
-                res["mesh_same_latents"] = {"error": str(e)[:120]}
-            res["marching_cubes_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            try:
-                pmesh = marching_cubes_parallel(vol[0], pool=pool)
-                res["mesh_same_latents"]["flowlab_slab_mc"] = int(pmesh.vertices.shape[0])
-            except Exception as e:  # noqa: BLE001
-                res["mesh_same_latents"]["slab_error"] = str(e)[:120]
-            res["marching_cubes_slabs_s"] = time.perf_counter() - t0
-            if ref and "flowlab" in res["mesh_same_latents"]:
-                res["mesh_same_latents"]["hy3dgen_volume"] = int(marching_cubes(vol_ref[0]).vertices.shape[0])
-            print(f"  marching cubes (CPU, skimage + trimesh merge): readable {res['marching_cubes_s']:.2f} s, "
-                  f"slabs on {args.mc_workers} processes {res['marching_cubes_slabs_s']:.2f} s; vertices on the same "
-                  f"latents {res['mesh_same_latents']}; inside {res['inside_fraction'] * 100:.2f}%", flush=True)
+            continue
+        sec, peak, vol = b.stage(lambda ch=ch: decode_dense_fast(vae.geo_decoder, b.tokens, r, chunk_size=ch,
+                                                                 query=b.query), b.w_f, warmup=0, reps=1)
+        sign = f" sign agree {float(((vol > 0) == (b.vol_ref > 0)).float().mean()) * 100:.4f}%" if ref else ""
+        b.row(what, f"flowlab fast, {ch}", sec, peak, (f"max|dlogit| {dstr(vol, b.vol_ref)}" if ref else "") + sign)
+        del vol
 
-        # ---- issue 12: every fast option vs the reference mesh, hy3dgen with FlashVDM, end to end -------
-        if "fastest" not in args.skip and "flowlab" in res["mesh_same_latents"]:
-            fastest_section(args, res, rows, stage, row, ref, device, dtype, dcfg, vcfg, cond, lat, tokens,
-                            rtokens if ref else None, vae, rvae if ref else None, dit, rdit if ref else None,
-                            w_f, w_r if ref else 0, query, att_dec, att_dit, fast_step, ts, mesh, compile_ok, reps,
-                            graph_gib=max(0.0, cap_peak - w_f / 2 ** 30) if device.type == "cuda" else 0.0)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
 
-        # ---- end to end -------------------------------------------------------------------------------
-        if "e2e" not in args.skip:
-            what = f"end to end ({steps} steps, R={r}, MC)"
-            verts_ref = None
-            if ref:
-                def ref_e2e():
-                    return rp(image=object(), num_inference_steps=steps, guidance_scale=5.0,
-                              generator=torch.Generator().manual_seed(0), octree_resolution=r,
-                              num_chunks=args.ref_chunks[0], output_type="trimesh", enable_pbar=False)[0]
-                sec, peak, m_ref = stage(ref_e2e, w_r, warmup=0, reps=1)
-                verts_ref = None if m_ref is None else int(m_ref.vertices.shape[0])
-                row(what, "hy3dgen (its pipeline)", sec, peak, f"vertices {verts_ref}")
+def section_same_latents_mesh(b: types.SimpleNamespace) -> None:
+    """Marching cubes of the fast dense volume (readable and slab-parallel), vertex counts on the same latents."""
+    args, res = b.args, b.res
+    if args.quick:
+        b.mesh, res["mesh_same_latents"] = None, {"flowlab": None}
+        return
+    vol = decode_dense_fast(b.vae.geo_decoder, b.tokens, b.r, chunk_size=args.chunk_size[0], query=b.query)
+    res["inside_fraction"] = float((vol > 0).float().mean())
+    t0 = time.perf_counter()
+    b.mesh = None
+    try:
+        b.mesh = marching_cubes(vol[0])
+        res["mesh_same_latents"] = {"flowlab": int(b.mesh.vertices.shape[0])}
+    except Exception as e:  # noqa: BLE001
+        res["mesh_same_latents"] = {"error": str(e)[:120]}
+    res["marching_cubes_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    try:
+        pmesh = marching_cubes_parallel(vol[0], pool=b.pool)
+        res["mesh_same_latents"]["flowlab_slab_mc"] = int(pmesh.vertices.shape[0])
+    except Exception as e:  # noqa: BLE001
+        res["mesh_same_latents"]["slab_error"] = str(e)[:120]
+    res["marching_cubes_slabs_s"] = time.perf_counter() - t0
+    if b.ref and "flowlab" in res["mesh_same_latents"]:
+        res["mesh_same_latents"]["hy3dgen_volume"] = int(marching_cubes(b.vol_ref[0]).vertices.shape[0])
+    print(f"  marching cubes (CPU, skimage + trimesh merge): readable {res['marching_cubes_s']:.2f} s, "
+          f"slabs on {args.mc_workers} processes {res['marching_cubes_slabs_s']:.2f} s; vertices on the same "
+          f"latents {res['mesh_same_latents']}; inside {res['inside_fraction'] * 100:.2f}%", flush=True)
 
-            def fast_e2e():
-                x = sample(fast_step, initial_latents(x1.shape, 0, dtype, device), ts, REVERSED, check_finite=False)
-                logits = decode_dense_fast(vae.geo_decoder, vae.decode_latents(x), r, chunk_size=args.chunk_size[0],
-                                           query=query)
-                return marching_cubes_parallel(logits[0], pool=pool)
-            sec, peak, m = stage(fast_e2e, w_f, warmup=0, reps=1)
-            vf = int(m.vertices.shape[0])
-            rel = f" ({(vf - verts_ref) / verts_ref * 100:+.3f}%)" if verts_ref else ""
-            row(what, f"flowlab fast ({args.chunk_size[0]}, MC slabs)", sec, peak, f"vertices {vf}{rel}")
-            res["e2e_vertices"] = {"flowlab": vf, "hy3dgen": verts_ref}
 
-        uncompile_blocks(dit)
-        del fast_step, model, dit, vae, pipe
-        if ref:
-            del rdit, rvae, rp
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+def section_fastest(b: types.SimpleNamespace) -> None:
+    """Issue 12's rows (surface field, FlashVDM, end to end with the peers); the peer's decoder is restored after."""
+    if "fastest" in b.args.skip or "flowlab" not in b.res["mesh_same_latents"]:
+        return
+    device = b.device
+    fastest_section(b.args, b.res, b.rows, b.stage, b.row, b.ref, device, b.dtype, b.dcfg, b.vcfg, b.cond, b.lat,
+                    b.tokens, b.rtokens, b.vae, b.rvae, b.dit, b.rdit, b.w_f, b.w_r, b.query, b.att_dec, b.att_dit,
+                    b.fast_step, b.ts, b.mesh, b.compile_ok, b.reps,
+                    graph_gib=max(0.0, b.cap_peak - b.w_f / 2 ** 30) if device.type == "cuda" else 0.0)
+    # fastest_section wraps hy3dgen's geometry decoder in the surface field; the rows below compare both
+    # implementations on the benchmark's own (bias-shift) field, so the peer gets its decoder back
+    # (and its default attention processor: the FlashVDM decoder row set its own on the decoder)
+    if b.rvae is not None and isinstance(b.rvae.geo_decoder, PeerSurface):
+        b.rvae.geo_decoder = b.rvae.geo_decoder.inner
+    if b.rvae is not None:
+        # (hy3dgen's own set_default_cross_attention_processor() stores the class, not an instance)
+        b.rvae.geo_decoder.set_cross_attention_processor(b.ref.CrossAttentionProcessor())
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
-        # ---- hierarchical decoding on a field with a surface -----------------------------------------
-        if "hier" not in args.skip:
-            field = AnalyticField()
-            tok = torch.zeros(1, 4, 4, device=device)
-            dense = decode_dense(field, tok, r, chunk_size=1 << 20)
-            field.queries = 0
-            hier = decode_hierarchical(field, tok, r, chunk_size=1 << 20, min_resolution=min(63, r // 4))
-            nq = field.queries
-            md, mh = marching_cubes(dense[0]), marching_cubes(hier[0])
-            vd, vh = int(md.vertices.shape[0]), int(mh.vertices.shape[0])
-            same = md.vertices.shape == mh.vertices.shape and bool((abs(md.vertices - mh.vertices) < 1e-6).all())
-            dense_q = (r + 1) ** 3
-            per_q = min((x["seconds"] for x in rows if x["impl"].startswith("flowlab fast, ")),
-                        default=float("nan")) / dense_q
-            res["hierarchical"] = dict(queries=nq, dense_queries=dense_q, ratio=dense_q / nq, vertices_dense=vd,
-                                       vertices_hier=vh, identical_mesh=same, implied_seconds=nq * per_q)
-            print(f"  hierarchical R={r} (analytic sphere + torus): {nq / 1e6:.2f} M queries vs {dense_q / 1e6:.1f} M "
-                  f"dense ({dense_q / nq:.1f}x fewer); vertices {vh} vs dense {vd} "
-                  f"({'identical mesh' if same else 'meshes differ'}); implied full-network decode "
-                  f"{nq * per_q * 1e3:.0f} ms at flowlab's fast dense cost per query", flush=True)
 
-        # ---- mini and turbo --------------------------------------------------------------------------
-        for name in ("mini", "turbo"):
-            if name in args.skip:
-                continue
-            if name == "mini":
-                dc, vc, seed = mini_dcfg, mini_vcfg, 10
-            else:
-                dc = DiTConfig(**{**dcfg.as_dict(), "guidance_embed": True})
-                vc, seed = vcfg, 20
-            with torch.device("meta"):
-                proto = ShapeDiT(dc)
-            if args.smoke:
-                proto = ShapeDiT(dc)
-            sd = seeded_state(proto, seed, device, dtype)
-            del proto
-            d = build(ShapeDiT, dc, sd, device, dtype)
-            rd = build(ref.DiT, dit_params(dc), sd, device, dtype) if ref else None
-            del sd
-            w1 = nbytes(d)
-            xin = initial_latents((1, vc.num_latents, dc.in_channels), 0, dtype, device)
-            if name == "mini":
-                xb, cb, tb = torch.cat([xin, xin]), torch.cat([cond, torch.zeros_like(cond)]), t2
-                what = f"mini DiT step CFG b2 ({vc.num_latents} lat)"
-                vr = None
-                if ref:
-                    sec, peak, vr = stage(lambda: rd(xb, tb, {"main": cb}), w1, reps=reps)
-                    row(what, "hy3dgen", sec, peak)
-                sec, peak, vm = stage(lambda: d(xb, tb, cb), w1, reps=reps)
-                row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(vm, vr)}" if ref else "")
-                if compile_ok:
-                    compile_blocks(d)
-                mstep = with_sdpa(DiTVelocity(d, cond, guidance=5.0), att_dit)
-                mstep = GraphedVelocity(mstep) if device.type == "cuda" else mstep
-                sec, peak, _ = stage(lambda: mstep(xin, ts1), w1, reps=reps)
-                row(what, "flowlab fast", sec, peak)
-                sec, peak, _ = stage(lambda: sample(mstep, xin.clone(), ts, REVERSED, check_finite=False), w1,
-                                     warmup=0, reps=1)
-                row(f"mini {steps}-call loop", f"flowlab fast ({ts.numel() - 1} calls)", sec, peak)
-            else:
-                what = "turbo: guidance-embedded, 5 steps"
-                # latents only: the pipelines need a VAE for the latent shape alone, so a narrow one with that shape
-                shape_vae = VAEConfig(num_latents=vc.num_latents, embed_dim=dc.in_channels, width=32, heads=4,
-                                      num_decoder_layers=1)
-                lr = None
-                if ref:
-                    tp = ref.pipelines.Hunyuan3DDiTFlowMatchingPipeline(
-                        vae=ref.VAE(**vae_params(shape_vae)), model=rd,
-                        scheduler=ref.schedulers.ConsistencyFlowMatchEulerDiscreteScheduler(pcm_timesteps=100),
-                        conditioner=_Cond(cond), image_processor=_processor, device=device, dtype=dtype)
+def section_end_to_end(b: types.SimpleNamespace) -> None:
+    """50 steps + dense decode + marching cubes, both on the bias-shift field (hy3dgen: its own pipeline)."""
+    args, ref, steps, r = b.args, b.ref, b.steps, b.r
+    if "e2e" in args.skip:
+        return
+    what = f"end to end ({steps} steps, R={r}, dense, MC)"
+    verts_ref = None
+    if ref:
+        assert not isinstance(b.rvae.geo_decoder, PeerSurface), "both sides must decode the same field"
 
-                    def tloop():
-                        return tp(image=object(), num_inference_steps=5, guidance_scale=5.0,
-                                  generator=torch.Generator().manual_seed(0), output_type="latent",
-                                  enable_pbar=False)
-                    sec, peak, lr = stage(tloop, w1, warmup=1, reps=reps)
-                    row(what, "hy3dgen (its pipeline)", sec, peak)
-                tpipe = ShapePipeline(dit=d, vae=ShapeVAE(shape_vae), scheduler="consistency", pcm_timesteps=100,
-                                      device=device, dtype=dtype)
-                sec, peak, lt = stage(lambda: tpipe.sample_latents(cond, steps=5, guidance=5.0, seed=0), w1,
-                                      warmup=1, reps=reps)
-                row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(lt, lr)}" if ref else "")
-                if compile_ok:
-                    compile_blocks(d)
-                tstep = with_sdpa(DiTVelocity(d, cond, guidance=5.0), att_dit)
-                tstep = GraphedVelocity(tstep) if device.type == "cuda" else tstep
-                tts = tpipe.schedule(5)
-                sec, peak, ltf = stage(lambda: sample(tstep, xin.clone(), tts, REVERSED, check_finite=False), w1,
-                                       warmup=1, reps=reps)
-                row(what, "flowlab fast", sec, peak,
-                    (f"max|dlat| {dstr(ltf, lr)}" if ref else "") + f" vs readable {dstr(ltf, lt)}")
-            uncompile_blocks(d)
-            del d, rd
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+        def ref_e2e():
+            return b.rp(image=object(), num_inference_steps=steps, guidance_scale=5.0,
+                        generator=torch.Generator().manual_seed(0), octree_resolution=r,
+                        num_chunks=args.ref_chunks[0], output_type="trimesh", enable_pbar=False)[0]
+        sec, peak, m_ref = b.stage(ref_e2e, b.w_r, warmup=0, reps=1)
+        verts_ref = None if m_ref is None else int(m_ref.vertices.shape[0])
+        b.row(what, "hy3dgen (its pipeline)", sec, peak, f"vertices {verts_ref} (bias-shift field)")
 
-    if device.type == "cuda" and "floors" not in args.skip:
-        from torch.nn.attention import SDPBackend
+    def fast_e2e():
+        x = sample(b.fast_step, initial_latents(b.x1.shape, 0, b.dtype, b.device), b.ts, REVERSED, check_finite=False)
+        logits = decode_dense_fast(b.vae.geo_decoder, b.vae.decode_latents(x), r, chunk_size=args.chunk_size[0],
+                                   query=b.query)
+        return marching_cubes_parallel(logits[0], pool=b.pool)
+    sec, peak, m = b.stage(fast_e2e, b.w_f, warmup=0, reps=1)
+    vf = int(m.vertices.shape[0])
+    rel = f" ({(vf - verts_ref) / verts_ref * 100:+.3f}%)" if verts_ref else ""
+    b.row(what, f"flowlab fast ({args.chunk_size[0]}, MC slabs)", sec, peak, f"vertices {vf}{rel} (bias-shift field)")
+    b.res["e2e_vertices"] = {"flowlab": vf, "hy3dgen": verts_ref, "field": "bias-shift"}
 
-        fl = floors(device, {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION},
-                    vcfg.num_latents, n_cond, args.chunk_size[0], vcfg.num_latents)
-        res["floors"] = fl
-        d, c = fl["dit"], fl["decode_chunk"]
-        n_chunks = math.ceil((args.octree + 1) ** 3 / args.chunk_size[0])
-        print(f"  floors: DiT step = attention {d['attention_ms']:.1f} ms ({d['attention_tflops']:.0f} TFLOP/s) + "
-              f"linear layers {d['linear_ms']:.1f} ms ({d['linear_tflops']:.0f} TFLOP/s) = "
-              f"{d['attention_ms'] + d['linear_ms']:.1f} ms before any element-wise work; dense decode = "
-              f"{n_chunks} chunks x (attention {c['attention_ms']:.2f} ms ({c['attention_tflops']:.0f} TFLOP/s) + "
-              f"products {c['linear_ms']:.2f} ms) = {n_chunks * (c['attention_ms'] + c['linear_ms']) / 1e3:.2f} s",
-              flush=True)
 
-    # ---- summary ---------------------------------------------------------------------------------------
+def release_v20(b: types.SimpleNamespace) -> None:
+    uncompile_blocks(b.dit)
+    del b.fast_step, b.model, b.dit, b.vae, b.pipe
+    if b.ref:
+        del b.rdit, b.rvae, b.rp
+    if b.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def section_hierarchical(b: types.SimpleNamespace) -> None:
+    """Hierarchical decoding on an analytic field with a surface: queries, mesh, implied decode time."""
+    if "hier" in b.args.skip:
+        return
+    r = b.r
+    field = AnalyticField()
+    tok = torch.zeros(1, 4, 4, device=b.device)
+    dense = decode_dense(field, tok, r, chunk_size=1 << 20)
+    field.queries = 0
+    hier = decode_hierarchical(field, tok, r, chunk_size=1 << 20, min_resolution=min(63, r // 4))
+    nq = field.queries
+    md, mh = marching_cubes(dense[0]), marching_cubes(hier[0])
+    vd, vh = int(md.vertices.shape[0]), int(mh.vertices.shape[0])
+    same = md.vertices.shape == mh.vertices.shape and bool((abs(md.vertices - mh.vertices) < 1e-6).all())
+    dense_q = (r + 1) ** 3
+    per_q = min((x["seconds"] for x in b.rows if x["impl"].startswith("flowlab fast, ")),
+                default=float("nan")) / dense_q
+    b.res["hierarchical"] = dict(queries=nq, dense_queries=dense_q, ratio=dense_q / nq, vertices_dense=vd,
+                                 vertices_hier=vh, identical_mesh=same, implied_seconds=nq * per_q)
+    print(f"  hierarchical R={r} (analytic sphere + torus): {nq / 1e6:.2f} M queries vs {dense_q / 1e6:.1f} M "
+          f"dense ({dense_q / nq:.1f}x fewer); vertices {vh} vs dense {vd} "
+          f"({'identical mesh' if same else 'meshes differ'}); implied full-network decode "
+          f"{nq * per_q * 1e3:.0f} ms at flowlab's fast dense cost per query", flush=True)
+
+
+def _seeded_dit(b: types.SimpleNamespace, dc: DiTConfig, seed: int) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """flowlab's and (if importable) hy3dgen's DiT with the same seeded weights."""
+    with torch.device("meta"):
+        proto = ShapeDiT(dc)
+    if b.args.smoke:
+        proto = ShapeDiT(dc)
+    sd = seeded_state(proto, seed, b.device, b.dtype)
+    d = build(ShapeDiT, dc, sd, b.device, b.dtype)
+    rd = build(b.ref.DiT, dit_params(dc), sd, b.device, b.dtype) if b.ref else None
+    return d, rd
+
+
+def section_mini(b: types.SimpleNamespace) -> None:
+    """The mini DiT: one CFG step (readable, fast) and the fast loop."""
+    if "mini" in b.args.skip:
+        return
+    dc, vc = b.mini_dcfg, b.mini_vcfg
+    d, rd = _seeded_dit(b, dc, 10)
+    w1 = nbytes(d)
+    xin = initial_latents((1, vc.num_latents, dc.in_channels), 0, b.dtype, b.device)
+    xb, cb = torch.cat([xin, xin]), torch.cat([b.cond, torch.zeros_like(b.cond)])
+    what = f"mini DiT step CFG b2 ({vc.num_latents} lat)"
+    vr = None
+    if b.ref:
+        sec, peak, vr = b.stage(lambda: rd(xb, b.t2, {"main": cb}), w1, reps=b.reps)
+        b.row(what, "hy3dgen", sec, peak)
+    sec, peak, vm = b.stage(lambda: d(xb, b.t2, cb), w1, reps=b.reps)
+    b.row(what, "flowlab readable", sec, peak, f"max|dv| {dstr(vm, vr)}" if b.ref else "")
+    if b.compile_ok:
+        compile_blocks(d)
+    mstep = with_sdpa(DiTVelocity(d, b.cond, guidance=5.0), b.att_dit)
+    mstep = GraphedVelocity(mstep) if b.device.type == "cuda" else mstep
+    sec, peak, _ = b.stage(lambda: mstep(xin, b.ts1), w1, reps=b.reps)
+    b.row(what, "flowlab fast", sec, peak)
+    sec, peak, _ = b.stage(lambda: sample(mstep, xin.clone(), b.ts, REVERSED, check_finite=False), w1,
+                           warmup=0, reps=1)
+    b.row(f"mini {b.steps}-call loop", f"flowlab fast ({b.ts.numel() - 1} calls)", sec, peak)
+    uncompile_blocks(d)
+
+
+def section_turbo(b: types.SimpleNamespace) -> None:
+    """The guidance-distilled DiT, 5 steps of the consistency schedule (latents only)."""
+    if "turbo" in b.args.skip:
+        return
+    device, dtype, ref = b.device, b.dtype, b.ref
+    dc = DiTConfig(**{**b.dcfg.as_dict(), "guidance_embed": True})
+    vc = b.vcfg
+    d, rd = _seeded_dit(b, dc, 20)
+    w1 = nbytes(d)
+    xin = initial_latents((1, vc.num_latents, dc.in_channels), 0, dtype, device)
+    what = "turbo: guidance-embedded, 5 steps"
+    # latents only: the pipelines need a VAE for the latent shape alone, so a narrow one with that shape
+    shape_vae = VAEConfig(num_latents=vc.num_latents, embed_dim=dc.in_channels, width=32, heads=4,
+                          num_decoder_layers=1)
+    lr = None
+    if ref:
+        tp = ref.pipelines.Hunyuan3DDiTFlowMatchingPipeline(
+            vae=ref.VAE(**vae_params(shape_vae)), model=rd,
+            scheduler=ref.schedulers.ConsistencyFlowMatchEulerDiscreteScheduler(pcm_timesteps=100),
+            conditioner=_Cond(b.cond), image_processor=_processor, device=device, dtype=dtype)
+
+        def tloop():
+            return tp(image=object(), num_inference_steps=5, guidance_scale=5.0,
+                      generator=torch.Generator().manual_seed(0), output_type="latent", enable_pbar=False)
+        sec, peak, lr = b.stage(tloop, w1, warmup=1, reps=b.reps)
+        b.row(what, "hy3dgen (its pipeline)", sec, peak)
+    tpipe = ShapePipeline(dit=d, vae=ShapeVAE(shape_vae), scheduler="consistency", pcm_timesteps=100,
+                          device=device, dtype=dtype)
+    sec, peak, lt = b.stage(lambda: tpipe.sample_latents(b.cond, steps=5, guidance=5.0, seed=0), w1,
+                            warmup=1, reps=b.reps)
+    b.row(what, "flowlab readable", sec, peak, f"max|dlat| {dstr(lt, lr)}" if ref else "")
+    if b.compile_ok:
+        compile_blocks(d)
+    tstep = with_sdpa(DiTVelocity(d, b.cond, guidance=5.0), b.att_dit)
+    tstep = GraphedVelocity(tstep) if device.type == "cuda" else tstep
+    tts = tpipe.schedule(5)
+    sec, peak, ltf = b.stage(lambda: sample(tstep, xin.clone(), tts, REVERSED, check_finite=False), w1,
+                             warmup=1, reps=b.reps)
+    b.row(what, "flowlab fast", sec, peak,
+          (f"max|dlat| {dstr(ltf, lr)}" if ref else "") + f" vs readable {dstr(ltf, lt)}")
+    uncompile_blocks(d)
+
+
+def section_floors(b: types.SimpleNamespace) -> None:
+    """What attention and the matrix products alone take on this card (the floor of each stage)."""
+    if b.device.type != "cuda" or "floors" in b.args.skip:
+        return
+    from torch.nn.attention import SDPBackend
+
+    args = b.args
+    fl = floors(b.device, {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION},
+                b.vcfg.num_latents, b.n_cond, args.chunk_size[0], b.vcfg.num_latents)
+    b.res["floors"] = fl
+    d, c = fl["dit"], fl["decode_chunk"]
+    n_chunks = math.ceil((args.octree + 1) ** 3 / args.chunk_size[0])
+    print(f"  floors: DiT step = attention {d['attention_ms']:.1f} ms ({d['attention_tflops']:.0f} TFLOP/s) + "
+          f"linear layers {d['linear_ms']:.1f} ms ({d['linear_tflops']:.0f} TFLOP/s) = "
+          f"{d['attention_ms'] + d['linear_ms']:.1f} ms before any element-wise work; dense decode = "
+          f"{n_chunks} chunks x (attention {c['attention_ms']:.2f} ms ({c['attention_tflops']:.0f} TFLOP/s) + "
+          f"products {c['linear_ms']:.2f} ms) = {n_chunks * (c['attention_ms'] + c['linear_ms']) / 1e3:.2f} s",
+          flush=True)
+
+
+def summary(b: types.SimpleNamespace) -> None:
+    """Ratios hy3dgen / flowlab fast for the rows that ran on the same inputs and the same field."""
+    rows, steps, args = b.rows, b.steps, b.args
+
     def pick(what_prefix: str, impl_prefix: str) -> float | None:
         for x in rows:
             if x["what"].startswith(what_prefix) and x["impl"].startswith(impl_prefix):
                 return x["seconds"]
         return None
-    print(f"\nsummary ({res['card']}): flowlab fast vs hy3dgen (ratio = hy3dgen time / flowlab time)")
+    print(f"\nsummary ({b.res['card']}): flowlab fast vs hy3dgen (ratio = hy3dgen time / flowlab time)")
     for label, wp, ref_impl in (("DiT step", "DiT step CFG b2 (", "hy3dgen"),
                                 (f"{steps}-call loop", f"{steps}-call", "hy3dgen"),
                                 ("dense decode", "dense decode", f"hy3dgen, {args.ref_chunks[0]}"),
@@ -1101,12 +1169,34 @@ def main(argv: list[str] | None = None) -> int:
         if f is not None:
             ratio = f"{p / f:5.2f}x" if p else "  -  "
             print(f"  {label:<16} flowlab {f * 1e3:9.1f} ms   hy3dgen {p * 1e3 if p else float('nan'):9.1f} ms   {ratio}")
-    if not ref:
-        print(f"  hy3dgen part NOT RUN: {why}")
+    if not b.ref:
+        print(f"  hy3dgen part NOT RUN: {b.why}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    b = setup(args)
+    if b is None:
+        return 1
+    torch.backends.cuda.matmul.allow_tf32 = True
+    with torch.inference_mode():
+        section_models(b)
+        section_loop(b)
+        section_fast_dit(b)
+        section_decode(b)
+        section_same_latents_mesh(b)
+        section_fastest(b)
+        section_end_to_end(b)
+        release_v20(b)
+        section_hierarchical(b)
+        section_mini(b)
+        section_turbo(b)
+    section_floors(b)
+    summary(b)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
-    if pool is not None:
-        pool.shutdown()
+        Path(args.json).write_text(json.dumps(b.res, indent=1, default=str))
+    if b.pool is not None:
+        b.pool.shutdown()
     return 0
 
 

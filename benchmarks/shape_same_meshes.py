@@ -33,7 +33,7 @@ from flowlab.shape.decode.volume import octree_levels  # noqa: E402
 
 
 @torch.no_grad()
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", type=int, default=3, help="shapes of each kind")
     ap.add_argument("--octree", type=int, default=128)
@@ -43,21 +43,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="coarsest hierarchical level: halve the octree while the half is >= this (flowlab shape: 63)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", metavar="FILE")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    from flowlab.shape.load.mini import load_mini, load_mini_encoder
+
+def shape_tokens(args: argparse.Namespace, dev: torch.device):
+    """The mini model and its latent tokens: held-out shapes reconstructed by the VAE, and generated from renders."""
     from flowlab.shape.data.primitives import random_shapes, surface_points
     from flowlab.shape.data.render import render, to_pil
+    from flowlab.shape.load.mini import load_mini, load_mini_encoder
     from flowlab.shape.train.loop import EVAL_SEED
 
-    dev = torch.device(args.device)
     torch.manual_seed(0)
     pipe = load_mini(dev, torch.float32)
     enc = load_mini_encoder(dev, torch.float32)
     vae = pipe.vae
-    n_lat = vae.config.num_latents
-    r = args.octree
-    hier = dict(chunk_size=4096, min_resolution=args.min_resolution)
     shapes = random_shapes(args.shapes, EVAL_SEED, balanced=True, device=dev)
     g = torch.Generator(dev).manual_seed(EVAL_SEED)
     surf, nrm = surface_points(shapes, 2048, g)
@@ -68,12 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         cond = pipe.encode_image(to_pil(render(shapes[i:i + 1])))
         lat = pipe.sample_latents(cond, steps=args.steps, guidance=5.0, seed=i)
         tokens.append(("generated " + n, vae.decode_latents(lat)))
-    geo = vae.geo_decoder
-    options = {"dense + torch MC": ("dense", None, "torch"), "hier + skimage": ("hier", None, "skimage"),
-               "hier + torch MC": ("hier", None, "torch")}
-    for k in args.topk:
-        options[f"hier + KV{k}/{n_lat} + torch MC"] = ("hier", k, "torch")
-    out = {"model": "mini", "octree": r, "levels": octree_levels(r, args.min_resolution), "shapes": len(tokens), "num_latents": n_lat, "options": {}}
+    return vae, tokens
+
+
+def compare_options(args: argparse.Namespace, vae, tokens: list, options: dict) -> tuple[dict, float]:
+    """Each option's mesh against the reference (dense + skimage lewiner) on every shape; returns the rows per
+    option and the reference's total seconds."""
+    from flowlab.shape.models.vae import KV
+
+    geo, r = vae.geo_decoder, args.octree
+    hier = dict(chunk_size=4096, min_resolution=args.min_resolution)
     counted = {"n": 0}
 
     def counting(q):
@@ -83,14 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         fn.group = getattr(q, "group", 1)
         return fn
 
-    from flowlab.shape.models.vae import KV
-
     def plain(p, k_, v_):
         return geo.query(p, KV(k=k_, v=v_))
 
     per = {name: [] for name in options}
     t_ref = 0.0
-    for i, (label, tok) in enumerate(tokens):
+    for label, tok in tokens:
         t0 = time.perf_counter()
         dense = decode_dense_fast(geo, tok, r, chunk_size=4096)
         ref = marching_cubes(dense[0])
@@ -113,10 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label}: reference V {ref.vertices.shape[0]} "
               f"F {ref.faces.shape[0]}; " + "; ".join(f"{n}: {a[-1]['chamfer_rel']:.1e}" for n, a in per.items()),
               flush=True)
+    return per, t_ref
+
+
+def summarise(args: argparse.Namespace, per: dict, t_ref: float, out: dict) -> None:
+    r, n_lat, n_shapes = args.octree, out["num_latents"], out["shapes"]
     dense_q = (r + 1) ** 3
-    levels = octree_levels(r, args.min_resolution)
-    print(f"\nmini model ({n_lat} latents), {len(tokens)} shapes, R={r}, hierarchical levels {levels}; reference dense + skimage lewiner "
-          f"({t_ref / len(tokens):.2f} s a shape on {args.device})")
+    print(f"\nmini model ({n_lat} latents), {n_shapes} shapes, R={r}, hierarchical levels {out['levels']}; reference "
+          f"dense + skimage lewiner ({t_ref / n_shapes:.2f} s a shape on {args.device})")
     print(f"  {'option':<28} {'queries vs dense':>17} {'dV (max |%|)':>13} {'dF (max |%|)':>13} "
           f"{'Chamfer/diag max':>17} {'mean':>9} {'s a shape':>10}")
     for name, rows in per.items():
@@ -129,6 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         out["options"][name] = dict(rows=rows, vertices_max_pct=dv, faces_max_pct=df, chamfer_rel_max=cmax,
                                     chamfer_rel_mean=cmean, query_fraction=qr, seconds=sec)
         print(f"  {name:<28} {qr:>16.3f}x {dv:>12.3f}% {df:>12.3f}% {cmax:>17.1e} {cmean:>9.1e} {sec:>10.2f}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    dev = torch.device(args.device)
+    vae, tokens = shape_tokens(args, dev)
+    n_lat = vae.config.num_latents
+    options = {"dense + torch MC": ("dense", None, "torch"), "hier + skimage": ("hier", None, "skimage"),
+               "hier + torch MC": ("hier", None, "torch")}
+    for k in args.topk:
+        options[f"hier + KV{k}/{n_lat} + torch MC"] = ("hier", k, "torch")
+    out = {"model": "mini", "octree": args.octree, "levels": octree_levels(args.octree, args.min_resolution),
+           "shapes": len(tokens), "num_latents": n_lat, "options": {}}
+    per, t_ref = compare_options(args, vae, tokens, options)
+    summarise(args, per, t_ref, out)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     return out

@@ -4,6 +4,10 @@ A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run
 modules are discovered, so adding a file adds a subcommand. User errors are
 :class:`flowlab.errors.FlowlabError`: printed as ``flowlab NAME: error: ...``, exit status 1.
 Bad flags are argparse usage errors, exit status 2.
+
+Library code speaks library terms (``download=True``, ``dtype=torch.float32``); a command module may define
+``FLAGS``, a mapping from those spellings to its own flags (``--download``, ``--dtype fp32``), and the
+message it prints says the flags instead (:func:`in_flags`).
 """
 from __future__ import annotations
 
@@ -43,13 +47,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     return parser, table
 
 
+def in_flags(message: str, flags: dict[str, str]) -> str:
+    """``message`` with each library spelling in ``flags`` replaced by the command's flag (longest first)."""
+    for lib in sorted(flags, key=len, reverse=True):
+        message = message.replace(lib, flags[lib])
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, table = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(table[args.command].run(args) or 0)
     except FlowlabError as exc:
-        print(f"flowlab {args.command}: error: {exc}", file=sys.stderr)
+        message = in_flags(str(exc), getattr(table[args.command], "FLAGS", {}))
+        print(f"flowlab {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"flowlab {args.command}: interrupted", file=sys.stderr)

@@ -19,6 +19,12 @@ The two conventions at the heart of flowlab are built in:
 Others are made with :meth:`Convention.affine` (any affine path, e.g. :data:`VP_COSINE`).
 The coefficients are SymPy expressions in the symbol :data:`T`, so the symbolic module derives
 from the very objects the sampler uses.
+
+SymPy runs only when a convention is BUILT: the checks, the derivatives, the torch functions of the
+coefficients and every derived fact (``direction``, ``is_straight``, the endpoints as floats, the
+prediction names) are computed once in ``__post_init__`` and stored as fields. The tensor maps the
+sampler and its callbacks call (``pred_data``, ``pred_noise``, ``score``, ...) never call SymPy
+(``tests/test_conventions.py`` checks this with a profiler).
 """
 from __future__ import annotations
 
@@ -38,10 +44,31 @@ from . import functional as F
 from .errors import FlowlabError
 from .inputs import check_not_at, check_tensor, check_times
 
-__all__ = ["T", "parse_expression", "Convention", "CONVENTIONAL", "REVERSED", "VP_COSINE", "CONVENTIONS", "get_convention"]
+__all__ = ["T", "reduce", "vanishes", "parse_expression", "Convention", "CONVENTIONAL", "REVERSED", "VP_COSINE", "CONVENTIONS", "get_convention"]
 
 #: The time symbol every convention's coefficients are written in.
 T = sp.Symbol("t", real=True)
+
+
+def reduce(expr: sp.Expr) -> sp.Expr:
+    """Targeted simplification: expand, put over one denominator and cancel; ``trigsimp`` (on the
+    single fraction) only if sines or cosines remain, then cancel once more. No bare ``simplify()``."""
+    out = sp.together(sp.expand(expr))
+    if out.has(sp.sin, sp.cos, sp.tan):
+        out = sp.together(sp.expand(out.replace(sp.tan, lambda arg: sp.sin(arg) / sp.cos(arg))))
+        out = sp.trigsimp(out)
+    return sp.cancel(out)
+
+
+def vanishes(expr: sp.Expr) -> bool:
+    """True when ``expr`` reduces to exactly 0 (an exact symbolic check, no floats).
+
+    A constant that :func:`reduce` leaves unreduced (e.g. ``exp(log(2)) - 2``) is decided by SymPy's
+    ``Expr.equals``, which proves zero-ness of constants.
+    """
+    if reduce(expr) == 0:
+        return True
+    return not expr.free_symbols and expr.equals(0) is True
 
 
 def _torch_fn(expr: sp.Expr) -> Callable[[Tensor], Tensor]:
@@ -282,6 +309,21 @@ class Convention:
     t_data: sp.Expr
     systems: str = ""
     _fns: dict = field(default_factory=dict, repr=False, compare=False)
+    # ---- derived facts: computed once in __post_init__ (SymPy runs here and nowhere on the sampling path)
+    #: ``d alpha / dt`` and ``d beta / dt`` (SymPy expressions in :data:`T`).
+    dalpha: sp.Expr = field(init=False, repr=False, compare=False)
+    dbeta: sp.Expr = field(init=False, repr=False, compare=False)
+    #: ``t_noise`` and ``t_data`` as Python floats, for tensor code.
+    noise_time: float = field(init=False, repr=False, compare=False)
+    data_time: float = field(init=False, repr=False, compare=False)
+    #: +1 when time increases during sampling (noise at the smaller time), else -1.
+    direction: int = field(init=False, repr=False, compare=False)
+    #: True for the straight (rectified / CondOT) path: alpha + beta = 1 and both linear in t.
+    is_straight: bool = field(init=False, repr=False, compare=False)
+    #: ``"pred_x0"`` if the data sits at t = 0, ``"pred_x1"`` if it sits at t = 1 (else ``"pred_x(<t>)"``).
+    data_endpoint_name: str = field(init=False, repr=False, compare=False)
+    #: The same for the noise endpoint.
+    noise_endpoint_name: str = field(init=False, repr=False, compare=False)
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
@@ -321,6 +363,7 @@ class Convention:
     def __post_init__(self) -> None:
         try:
             with _time_limit(CHECK_SECONDS, f"convention {self.name!r}"):
+                self._derive()
                 self._check()
         except FlowlabError:
             raise
@@ -330,9 +373,28 @@ class Convention:
                                f"between t_noise = {self.t_noise} and t_data = {self.t_data} "
                                f"({type(exc).__name__}: {exc}); use simpler coefficients") from None
 
+    def _derive(self) -> None:
+        """Compute every SymPy fact once and store it (the dataclass is frozen, hence ``object.__setattr__``)."""
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        put("dalpha", sp.diff(self.alpha, T))
+        put("dbeta", sp.diff(self.beta, T))
+        put("noise_time", float(self.t_noise))
+        put("data_time", float(self.t_data))
+        put("direction", 1 if self.data_time > self.noise_time else -1)
+        put("is_straight", bool(self.alpha.is_polynomial(T) and sp.degree(sp.expand(self.alpha), T) <= 1
+                                and vanishes(self.alpha + self.beta - 1)))
+
+        def name(at: sp.Expr) -> str:
+            return f"pred_x{int(at)}" if at in (0, 1) else f"pred_x({at})"
+
+        put("data_endpoint_name", name(self.t_data))
+        put("noise_endpoint_name", name(self.t_noise))
+
     def _check(self) -> None:
         n, d = self.t_noise, self.t_data
-        if sp.simplify(n - d) == 0:
+        if vanishes(n - d):
             raise FlowlabError(f"convention {self.name!r}: t_noise and t_data are both {n}; the endpoints must differ")
         checks = [
             ("alpha(t_data)", self.alpha.subs(T, d), 1),
@@ -341,15 +403,15 @@ class Convention:
             ("beta(t_noise)", self.beta.subs(T, n), 1),
         ]
         for label, got, want in checks:
-            if sp.simplify(got - want) != 0:
+            if not vanishes(got - want):
                 raise FlowlabError(
                     f"convention {self.name!r}: {label} = {got}, expected {want}: the path must be pure data "
                     "at t_data (alpha = 1, beta = 0) and pure noise at t_noise (alpha = 0, beta = 1)")
         # torch functions of the coefficients, built once here so traced/compiled code never calls SymPy
         for key, expr in (("a", self.alpha), ("b", self.beta), ("da", self.dalpha), ("db", self.dbeta)):
             self._fns[key] = _torch_fn(expr)
-        det = sp.simplify(self.alpha * sp.diff(self.beta, T) - sp.diff(self.alpha, T) * self.beta)
-        lo, hi = (sp.nsimplify(v) for v in sorted([float(n), float(d)]))  # once: nsimplify is slow
+        det = self.alpha * self.dbeta - self.dalpha * self.beta  # only evaluated at points: no simplification
+        lo, hi = (sp.nsimplify(v) for v in sorted([self.noise_time, self.data_time]))  # once: nsimplify is slow
         for k in range(1, 64):
             tk = sp.Rational(k, 64) * (hi - lo) + lo
             value = det.subs(T, tk).evalf()
@@ -366,35 +428,7 @@ class Convention:
                     "determine (data, noise) there, so no data prediction exists. Use coefficients whose "
                     "determinant stays non-zero between the endpoints")
 
-    # ---- derived facts -------------------------------------------------------------------
-    @property
-    def direction(self) -> int:
-        """+1 when time increases during sampling (noise at the smaller time), else -1."""
-        return 1 if float(self.t_data) > float(self.t_noise) else -1
-
-    @property
-    def dalpha(self) -> sp.Expr:
-        return sp.diff(self.alpha, T)
-
-    @property
-    def dbeta(self) -> sp.Expr:
-        return sp.diff(self.beta, T)
-
-    @property
-    def is_straight(self) -> bool:
-        """True for the straight (rectified / CondOT) path: alpha + beta = 1 and both linear."""
-        return (sp.simplify(self.alpha + self.beta - 1) == 0
-                and sp.degree(sp.expand(self.alpha), T) <= 1 and self.alpha.is_polynomial(T))
-
-    @property
-    def data_endpoint_name(self) -> str:
-        """``"pred_x0"`` if the data sits at t = 0, ``"pred_x1"`` if it sits at t = 1."""
-        return f"pred_x{int(self.t_data)}" if self.t_data in (0, 1) else f"pred_x({self.t_data})"
-
-    @property
-    def noise_endpoint_name(self) -> str:
-        return f"pred_x{int(self.t_noise)}" if self.t_noise in (0, 1) else f"pred_x({self.t_noise})"
-
+    # ---- numbers from the stored torch functions (no SymPy from here to _show) -----------------
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(alpha, beta, alpha', beta')`` evaluated at ``t`` (a tensor), each shaped like ``t``."""
         return self._fns["a"](t), self._fns["b"](t), self._fns["da"](t), self._fns["db"](t)
@@ -430,14 +464,14 @@ class Convention:
         """
         self._entry("pred_data", x, v, t)
         if self.is_straight:
-            return F.jump(x, v, t, float(self.t_data))
+            return F.jump(x, v, t, self.data_time)
         return F.velocity_to_data(x, v, *self._coeffs_like(t, x))
 
     def pred_noise(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
         """The noise prediction (conventional ``x + (1 - sigma) v``, reversed ``x - t v``)."""
         self._entry("pred_noise", x, v, t)
         if self.is_straight:
-            return F.jump(x, v, t, float(self.t_noise))
+            return F.jump(x, v, t, self.noise_time)
         return F.velocity_to_noise(x, v, *self._coeffs_like(t, x))
 
     def pred_x0(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
@@ -449,9 +483,9 @@ class Convention:
         return self._endpoint(1, x, v, t)
 
     def _endpoint(self, s: int, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
-        if self.t_data == s:
+        if self.data_time == s:
             return self.pred_data(x, v, t)
-        if self.t_noise == s:
+        if self.noise_time == s:
             return self.pred_noise(x, v, t)
         raise FlowlabError(f"convention {self.name!r} has no endpoint at t = {s} "
                            f"(its endpoints are t_noise = {self.t_noise}, t_data = {self.t_data})")

@@ -25,7 +25,6 @@ __all__ = [
     "reversed_pred_x0",
     "reversed_pred_x1",
     "reversed_to_conventional_time",
-    "conventional_to_reversed_time",
     "flip_velocity",
     "velocity_to_data",
     "velocity_to_noise",
@@ -94,11 +93,6 @@ def reversed_pred_x0(x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
 def reversed_to_conventional_time(t: Tensor | float) -> Tensor | float:
     """``sigma = 1 - t``."""
     return 1 - t
-
-
-def conventional_to_reversed_time(sigma: Tensor | float) -> Tensor | float:
-    """``t = 1 - sigma``."""
-    return 1 - sigma
 
 
 def flip_velocity(v: Tensor) -> Tensor:

@@ -93,7 +93,7 @@ class ConstraintGuided:
         self.penalty = penalty
         self.scale = scale
         self.endpoint = endpoint
-        self.s = float(convention.t_data if endpoint == "data" else convention.t_noise)
+        self.s = convention.data_time if endpoint == "data" else convention.noise_time
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         v = self.model(x, t)

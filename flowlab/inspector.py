@@ -227,7 +227,8 @@ def _probe(step: Callable[[Tensor, Tensor, Tensor], object], timesteps: Sequence
 # ---- analysis ---------------------------------------------------------------------------------------
 
 def _unshift(u: Tensor, s: float) -> Tensor:
-    return u / (s - (s - 1) * u)
+    from .schedules import shift_noise_level  # the one SD3 shift formula; its inverse is the shift by 1 / s
+    return shift_noise_level(u, 1.0 / s)
 
 
 def _uniformity(w: Tensor) -> float:

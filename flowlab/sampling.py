@@ -15,6 +15,7 @@ be switched off. Device and dtype follow ``x``; the model receives ``t`` in the 
 """
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,11 +24,11 @@ from torch import Tensor
 
 from . import functional as F
 from .conventions import Convention, get_convention
-from .errors import FlowlabError
+from .errors import FlowlabError, NonFiniteError
 from .inputs import check_scale, check_tensor, times_checked
 from .schedules import validate
 
-__all__ = ["METHODS", "StepInfo", "sample", "flip", "Flipped", "guided", "Guided", "Trajectory", "trajectory",
+__all__ = ["METHODS", "STEPS", "StepInfo", "sample", "euler_step", "heun_step", "midpoint_step", "flip", "Flipped", "guided", "Guided", "Trajectory", "trajectory",
            "CallCounter"]
 
 #: Integration methods :func:`sample` knows, with the number of model calls per step.
@@ -89,6 +90,70 @@ def _call(model: Model, x: Tensor, t: Tensor, i: int) -> Tensor:
     return v
 
 
+# --- one short function per method: (model, x, v, t, t_next, i, last) -> (x_next, second velocity or None)
+# ``v`` is the model's velocity at (x, t), already computed (the callback saw it); ``last`` says this is the
+# final step of the schedule.
+
+Step = Callable[[Model, Tensor, Tensor, Tensor, Tensor, int, bool], "tuple[Tensor, Tensor | None]"]
+
+
+def euler_step(model: Model, x: Tensor, v: Tensor, t: Tensor, t_next: Tensor, i: int,
+               last: bool) -> tuple[Tensor, Tensor | None]:
+    """``x + (t_next - t) v``: 1st order, no further model call."""
+    return _update(x, v, t_next - t), None
+
+
+def heun_step(model: Model, x: Tensor, v: Tensor, t: Tensor, t_next: Tensor, i: int,
+              last: bool) -> tuple[Tensor, Tensor | None]:
+    """Trapezoid predictor-corrector: Euler to ``t_next``, ``v2`` there, step with ``(v + v2) / 2``.
+
+    The final step of the schedule is Euler (EDM / k-diffusion), so the model is never asked for the
+    velocity at the data endpoint of a schedule without no-op steps."""
+    if last:
+        return euler_step(model, x, v, t, t_next, i, last)
+    dt = t_next - t
+    v2 = _call(model, _update(x, v, dt), t_next, i)
+    return _update(x, (v + v2) / 2, dt), v2
+
+
+def midpoint_step(model: Model, x: Tensor, v: Tensor, t: Tensor, t_next: Tensor, i: int,
+                  last: bool) -> tuple[Tensor, Tensor | None]:
+    """Explicit midpoint: Euler half a step, ``v2`` there, the full step with ``v2``."""
+    dt = t_next - t
+    half = dt / 2
+    v2 = _call(model, _update(x, v, half), t + half, i)
+    return _update(x, v2, dt), v2
+
+
+#: The step function of each method in :data:`METHODS`.
+STEPS: dict[str, Step] = {"euler": euler_step, "heun": heun_step, "midpoint": midpoint_step}
+assert STEPS.keys() == METHODS.keys()
+
+
+def _check_arguments(model: object, x: object, schedule: object, conv: Convention, method: str, churn: object,
+                     generator: torch.Generator | None, check_schedule: bool) -> None:
+    """Every argument error of :func:`sample`, before the loop, as a FlowlabError that says what to pass."""
+    if not callable(model):
+        raise FlowlabError(f"model must be a callable model(x, t) -> v (e.g. a VelocityMLP or "
+                           f"GMM.velocity_model(convention)), got {type(model).__name__} {model!r:.60}")
+    if method not in METHODS:
+        raise FlowlabError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if isinstance(x, Tensor):
+        check_tensor(x, "x", where="sample")
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
+        raise FlowlabError("x must be a floating tensor of shape (B, ...) (a batch of samples at t_noise), got "
+                           f"{type(x).__name__ if not isinstance(x, Tensor) else (x.dtype, tuple(x.shape))}")
+    if isinstance(churn, bool) or not isinstance(churn, (int, float)) or not churn >= 0 or churn == float("inf"):
+        raise FlowlabError(f"churn must be a finite number >= 0 (0 = deterministic), got {churn!r}")
+    if churn > 0 and generator is not None and generator.device.type != x.device.type:
+        raise FlowlabError(f"generator is on {generator.device} but x is on {x.device}; pass a generator on x's "
+                           "device (torch.Generator(device=x.device).manual_seed(seed))")
+    if check_schedule:
+        validate(schedule, conv, allow_noop=True)
+    elif not isinstance(schedule, Tensor) or schedule.ndim != 1 or schedule.numel() < 2:
+        raise FlowlabError("schedule must be a 1-D tensor with at least 2 points")
+
+
 def sample(
     model: Model,
     x: Tensor,
@@ -127,37 +192,20 @@ def sample(
             marginal of ``t_hat`` exactly; the step then runs ``t_hat -> t_next``. ``0`` is the deterministic ODE.
         generator: a ``torch.Generator`` on ``x``'s device for the churn noise (None: torch's global RNG).
             The result is a deterministic function of ``x``, the model and the generator's state.
-        check_finite: after the loop (one sync), raise :class:`FlowlabError` naming the first step index and
-            ``t`` whose velocity (or updated state) contains NaN or inf.
+        check_finite: after the loop (one sync), raise :class:`~flowlab.errors.NonFiniteError` (a FlowlabError)
+            naming the first step index and ``t`` whose velocity (or updated state) contains NaN or inf.
         check_schedule: validate ``schedule`` against ``convention`` before the loop (one sync).
 
     Returns:
         ``(B, ...)`` samples at ``t_data``, same dtype and device as ``x``.
     """
     conv = get_convention(convention)
-    if not callable(model):
-        raise FlowlabError(f"model must be a callable model(x, t) -> v (e.g. a VelocityMLP or "
-                           f"GMM.velocity_model(convention)), got {type(model).__name__} {model!r:.60}")
-    if method not in METHODS:
-        raise FlowlabError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    if isinstance(x, Tensor):
-        check_tensor(x, "x", where="sample")
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
-        raise FlowlabError("x must be a floating tensor of shape (B, ...) (a batch of samples at t_noise), got "
-                           f"{type(x).__name__ if not isinstance(x, Tensor) else (x.dtype, tuple(x.shape))}")
-    if isinstance(churn, bool) or not isinstance(churn, (int, float)) or not churn >= 0 or churn == float("inf"):
-        raise FlowlabError(f"churn must be a finite number >= 0 (0 = deterministic), got {churn!r}")
-    if churn > 0 and generator is not None and generator.device.type != x.device.type:
-        raise FlowlabError(f"generator is on {generator.device} but x is on {x.device}; pass a generator on x's "
-                           "device (torch.Generator(device=x.device).manual_seed(seed))")
-    if check_schedule:
-        validate(schedule, conv, allow_noop=True)
-    elif not isinstance(schedule, Tensor) or schedule.ndim != 1 or schedule.numel() < 2:
-        raise FlowlabError("schedule must be a 1-D tensor with at least 2 points")
+    _check_arguments(model, x, schedule, conv, method, churn, generator, check_schedule)
+    step = STEPS[method]
     ts = schedule.to(device=x.device)
     n_steps = ts.shape[0] - 1
     work = torch.promote_types(x.dtype, torch.float32)
-    lo, hi = sorted((float(conv.t_noise), float(conv.t_data)))
+    lo, hi = sorted((conv.noise_time, conv.data_time))
     if check_finite:
         ok_v = torch.ones(n_steps, dtype=torch.bool, device=x.device)
         ok_x = torch.ones(n_steps, dtype=torch.bool, device=x.device)
@@ -169,30 +217,16 @@ def sample(
             t_hat = (t - churn * (t_next - t)).clamp(lo, hi)
             x = _renoise(conv, x, t, t_hat, generator, work)
             t = t_hat
-        dt = t_next - t
         v = _call(model, x, t, i)
-        if check_finite:
-            ok_v[i] = torch.isfinite(v).all()
         if callback is not None:
             tb = t.expand(x.shape[0])
             with times_checked():  # t comes from the schedule checked above; no host sync in the loop
                 info = StepInfo(i=i, t=tb, t_next=t_next, x=x, v=v,
                                 pred_data=conv.pred_data(x, v, tb), pred_noise=conv.pred_noise(x, v, tb))
             callback(info)
-        if method == "euler" or (method == "heun" and i == n_steps - 1):
-            x_next = _update(x, v, dt)
-        elif method == "heun":
-            v2 = _call(model, _update(x, v, dt), t_next, i)
-            if check_finite:
-                ok_v[i] = ok_v[i] & torch.isfinite(v2).all()
-            x_next = _update(x, (v + v2) / 2, dt)
-        else:  # midpoint
-            half = dt / 2
-            v2 = _call(model, _update(x, v, half), t + half, i)
-            if check_finite:
-                ok_v[i] = ok_v[i] & torch.isfinite(v2).all()
-            x_next = _update(x, v2, dt)
+        x_next, v2 = step(model, x, v, t, t_next, i, i == n_steps - 1)
         if check_finite:
+            ok_v[i] = torch.isfinite(v).all() if v2 is None else torch.isfinite(v).all() & torch.isfinite(v2).all()
             ok_x[i] = torch.isfinite(x_next).all()
         x = x_next
 
@@ -213,17 +247,35 @@ def _renoise(conv: Convention, x: Tensor, t: Tensor, t_hat: Tensor, generator: t
     return (ratio * x.to(work) + std * z).to(x.dtype)
 
 
-def _non_finite_weight(model: object, depth: int = 0) -> str | None:
+def _inner_models(model: object) -> list[object]:
+    """The callables a model wrapper holds (its attributes, a bound method's object, a closure's cells),
+    found without knowing any wrapper's attribute names."""
+    if isinstance(model, types.MethodType):
+        return [model.__self__]
+    if isinstance(model, types.FunctionType):
+        cells = []
+        for cell in model.__closure__ or ():
+            try:
+                cells.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                pass
+        return [c for c in cells if callable(c)]
+    return [v for v in getattr(model, "__dict__", {}).values() if callable(v) or isinstance(v, torch.nn.Module)]
+
+
+def _non_finite_weight(model: object, depth: int = 0, seen: set[int] | None = None) -> str | None:
     """The name of the first parameter holding NaN / inf in ``model`` or the models it wraps, else None."""
-    if depth > 4 or model is None:
+    seen = set() if seen is None else seen
+    if depth > 4 or model is None or id(model) in seen:
         return None
+    seen.add(id(model))
     if isinstance(model, torch.nn.Module):
         for name, p in model.named_parameters():
             if not bool(torch.isfinite(p).all()):
                 return f"{type(model).__name__}.{name}"
         return None
-    for attr in ("model", "model_cond", "model_uncond", "dit"):
-        found = _non_finite_weight(getattr(model, attr, None), depth + 1)
+    for inner in _inner_models(model):
+        found = _non_finite_weight(inner, depth + 1, seen)
         if found:
             return found
     return None
@@ -233,22 +285,22 @@ def _raise_non_finite(ok_in: Tensor, ok_v: Tensor, ok_x: Tensor, ts: Tensor, con
                       model: object = None) -> None:
     sym = conv.symbol
     if not bool(ok_in):
-        raise FlowlabError("the initial x contains NaN or inf; start from finite noise (e.g. torch.randn)")
+        raise NonFiniteError("the initial x contains NaN or inf; start from finite noise (e.g. torch.randn)")
     weight = _non_finite_weight(model)
     if weight is not None:
-        raise FlowlabError(f"the model's weight {weight} contains NaN or inf, so its velocity is NaN at every step; "
+        raise NonFiniteError(f"the model's weight {weight} contains NaN or inf, so its velocity is NaN at every step; "
                            "the weights are damaged or training diverged: load or train them again")
     bad_v = (~ok_v).nonzero().flatten().tolist()
     bad_x = (~ok_x).nonzero().flatten().tolist()
     times = ts.detach().to("cpu", torch.float64).tolist()
     if bad_v and (not bad_x or bad_v[0] <= bad_x[0]):
         i = bad_v[0]
-        raise FlowlabError(
+        raise NonFiniteError(
             f"the model returned NaN or inf at step {i} ({sym} = {times[i]:.6g} -> {times[i + 1]:.6g}; "
             f"{len(bad_v)} of {len(times) - 1} steps affected). Check the model at that time (division by "
             "zero at an endpoint? a wrong time convention? inputs or a guidance scale too large for the dtype?)")
     i = bad_x[0]
-    raise FlowlabError(
+    raise NonFiniteError(
         f"the state x became NaN or inf at step {i} ({sym} = {times[i]:.6g} -> {times[i + 1]:.6g}) although the "
         "velocity was finite: the update overflowed x's dtype; sample in float32 or scale the data down")
 

@@ -61,7 +61,7 @@ def _check_count(n: int, what: str) -> int:
 def _finish(u: Tensor, conv: Convention, dtype: torch.dtype, device: torch.device | str | None,
             *, allow_noop: bool = False) -> Tensor:
     """Turn float64 noise levels ``u`` (1 = noise, 0 = data) into validated times of ``conv``."""
-    t_noise, t_data = float(conv.t_noise), float(conv.t_data)
+    t_noise, t_data = conv.noise_time, conv.data_time
     ts = t_data + u * (t_noise - t_data)
     ts[0], ts[-1] = t_noise, t_data  # endpoints exact, whatever the round-off above
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -91,10 +91,11 @@ def uniform(n_steps: int, convention: Convention | str, *, dtype: torch.dtype = 
     return _finish(u, conv, dtype, device)
 
 
-def shift_noise_level(u: Tensor, shift: float) -> Tensor:
+def shift_noise_level(u: Tensor | float, shift: float) -> Tensor | float:
     """SD3 time shift on the noise level: ``u' = s u / (1 + (s - 1) u)``, ``u in [0, 1]`` (1 = noise).
 
-    Fixes 0 and 1; ``s > 1`` raises every interior noise level (steps move toward NOISE),
+    The one place flowlab writes this formula (the schedules, the atlas, the inspector's fit and the shape
+    pipeline call it). Its inverse is the shift by ``1 / s``. Fixes 0 and 1; ``s > 1`` raises every interior noise level (steps move toward NOISE),
     ``s < 1`` lowers them, ``s = 1`` is the identity.
     """
     return shift * u / (1 + (shift - 1) * u)
@@ -194,7 +195,7 @@ def to_reversed(schedule: Tensor) -> Tensor:
 def noise_level(schedule: Tensor, convention: Convention | str) -> Tensor:
     """``u = (t - t_data) / (t_noise - t_data)`` in [0, 1], 1 = noise: convention-free step positions."""
     conv = get_convention(convention)
-    t_noise, t_data = float(conv.t_noise), float(conv.t_data)
+    t_noise, t_data = conv.noise_time, conv.data_time
     return (schedule - t_data) / (t_noise - t_data)
 
 
@@ -230,7 +231,7 @@ def validate(schedule: Tensor, convention: Convention | str, *, allow_noop: bool
     vals = schedule.detach().to("cpu", torch.float64).tolist()
     if not all(math.isfinite(v) for v in vals):
         raise FlowlabError(f"schedule contains NaN or inf: {_short(vals)}")
-    t_noise, t_data = float(conv.t_noise), float(conv.t_data)
+    t_noise, t_data = conv.noise_time, conv.data_time
     name, sym = conv.name, conv.symbol
     if vals[0] == t_data and vals[-1] == t_noise:
         raise FlowlabError(

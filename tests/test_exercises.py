@@ -89,7 +89,7 @@ def test_unrecognised_wrong_answer_says_where_it_differs(one_thread):
     ex = EXERCISES[2]  # pred_data_reversed
     result = _run(ex, "def pred_data_reversed(x, v, t):\n    return 2 * x")
     assert result.status == "wrong"
-    assert "differs from the truth by up to" in result.message and "none of the usual mistakes" in result.message
+    assert "differs from the right answer by up to" in result.message and "none of the usual mistakes" in result.message
 
 
 def test_wrong_return_types_are_explained(one_thread):
@@ -152,8 +152,9 @@ def test_untagged_solution_markers_are_refused():
 def test_command_writes_student_notebooks_without_solutions(tmp_path, capsys):
     out = tmp_path / "handout"
     assert main(["exercises", "--out", str(out)]) == 0
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.iterdir() if p.suffix == ".ipynb")
     assert written == sorted(p.name for p in NB_DIR.glob("EX_*.ipynb")) and len(written) == 4
+    assert sorted(p.name for p in out.iterdir() if p.suffix != ".ipynb") == ["NOTATION.md"]
     for name in written:
         text = (out / name).read_text()
         nb = nbformat.reads(text, as_version=4)

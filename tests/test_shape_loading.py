@@ -101,7 +101,7 @@ def test_weights_not_found_lists_paths_and_how_to_get_them(tmp_path: Path, monke
         load_pipeline("tencent/Hunyuan3D-2")
     msg = str(e.value)
     assert str(tmp_path / "models" / "tencent/Hunyuan3D-2/hunyuan3d-dit-v2-0") in msg
-    assert "Hugging Face cache" in msg and "--download" in msg
+    assert "Hugging Face cache" in msg and "download=True" in msg and "--download" not in msg
 
 
 def test_config_missing(tiny, tmp_path: Path) -> None:
@@ -238,8 +238,8 @@ def test_cuda_oom_suggests_smaller_octree(tiny, monkeypatch) -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(pl, "decode_dense", boom)
-    with pytest.raises(FlowlabError, match="smaller --octree"):
-        tiny.decode_volume(torch.zeros(1, *tiny.vae.latent_shape), octree=384)
+    with pytest.raises(FlowlabError, match="smaller octree"):
+        tiny.decode_volume(torch.zeros(1, *tiny.vae.latent_shape), octree=384, decode="dense")
 
 
 def test_embedding_files(tmp_path: Path, tiny) -> None:

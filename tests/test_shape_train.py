@@ -94,3 +94,31 @@ def test_kl_is_zero_for_the_standard_normal_and_positive_otherwise() -> None:
     assert float(DiagonalGaussian(torch.zeros(2, 5, 8)).kl().abs().max()) == 0.0
     m = torch.cat([torch.full((1, 5, 4), 0.5), torch.zeros(1, 5, 4)], dim=-1)
     assert abs(float(DiagonalGaussian(m).kl()[0]) - 0.5 * 0.25) < 1e-6
+
+
+@pytest.mark.parametrize("before", [(True, False), (False, True)])
+def test_train_and_evaluate_restore_the_callers_tf32_settings(monkeypatch, before) -> None:
+    """train() runs with TF32 on and evaluate() with it off on CUDA; both leave the caller's settings as they were."""
+    import flowlab.shape.train.loop as loop
+
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (matmul.allow_tf32, cudnn.allow_tf32)
+    seen = {}
+    monkeypatch.setattr(loop, "_train", lambda *a, **k: seen.setdefault("train", (matmul.allow_tf32, cudnn.allow_tf32)))
+
+    def failing_eval(*a, **k):
+        seen["eval"] = (matmul.allow_tf32, cudnn.allow_tf32)
+        raise RuntimeError("evaluation failed")
+    monkeypatch.setattr(loop, "_evaluate", failing_eval)
+    try:
+        matmul.allow_tf32, cudnn.allow_tf32 = before
+        opts = TrainOptions(device="cuda")  # only the device type is read before the (replaced) stages
+        loop.train(Path("unused"), opts=opts)
+        assert seen["train"] == (True, True) and (matmul.allow_tf32, cudnn.allow_tf32) == before
+        with pytest.raises(RuntimeError, match="evaluation failed"):
+            loop.evaluate(None, None, None, None, 1.0, opts)
+        assert seen["eval"] == (False, False) and (matmul.allow_tf32, cudnn.allow_tf32) == before
+        loop.train(Path("unused"), opts=TrainOptions(device="cpu"))  # CPU: nothing is touched
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == before
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved

@@ -178,10 +178,6 @@ def test_cli_defaults_to_hierarchical_and_gives_the_dense_mesh(tmp_path, capsys)
     assert run("x.ply", "--kv-topk", "0") != 0 and "--kv-topk 0: needs K >= 1" in capsys.readouterr().err
     assert run("x.ply", "--kv-topk", "8", "--decode", "dense") != 0
     assert "--decode hierarchical" in capsys.readouterr().err
-    assert run("x.ply", "--hierarchical", "--decode", "dense") != 0 and "contradict" in capsys.readouterr().err
-    assert run("y.ply", "--hierarchical") == 0  # the former flag still works (and is the default)
-    y = trimesh.load(tmp_path / "y.ply", force="mesh", process=False)
-    assert np.array_equal(y.faces, h.faces)
     assert not (tmp_path / "x.ply").exists()
 
 
@@ -189,7 +185,7 @@ def test_pipeline_decode_options(tiny):
     pipe = tiny_pipeline(0)
     z = pipe.sample_latents(tiny_cond(0), steps=4, seed=0)
     hier = pipe.decode_volume(z, octree=24, decode="hierarchical")
-    assert torch.equal(hier, pipe.decode_volume(z, octree=24, hierarchical=True))
+    assert torch.equal(hier, pipe.decode_volume(z, octree=24))  # hierarchical is the default
     n = pipe.vae.config.num_latents
     seen = []
     allk = pipe.decode_volume(z, octree=24, decode="hierarchical", kv_topk=n, progress=seen.append)

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..shape.pipeline import DECODE_MODES, SAMPLING_CONVENTIONS
+
 NAME = "shape"
 HELP = "generate a mesh from an image with a Hunyuan3D-2 shape model (either convention)"
 DESCRIPTION = """\
@@ -20,8 +22,16 @@ round-off. --schedule corrected (default) makes --steps effective steps from --s
 --schedule reference reproduces hy3dgen's schedule, whose last call is wasted (linspace(0, 1, N) + [1.0]).
 With --schedule reference --time-rounding reference the arithmetic is the reference's, bit for bit.
 --embedding FILE (.safetensors / .pt / .npy with one (1, L, 1536) tensor) skips the image encoder.
+--octree defaults to the model folder's decoding resolution (384 for the released models, 128 for mini).
 --model mini is the small trained model that ships with flowlab (offline, CPU); --primitive NAME renders one
 of flowlab's procedural shapes (seeded by --seed) with the training camera and generates from that image."""
+
+
+#: Library parameter spellings in error messages -> this command's flags (flowlab.cli rewrites the message).
+FLAGS = {"download=True": "--download", "model= ": "--model ", "model=": "--model", "vae=": "--vae",
+         "variant= ": "--variant ", "octree= ": "--octree ", "chunk_size= ": "--chunk-size ",
+         "sample_latents(cond=...)": "--embedding FILE", "device='cpu'": "--device cpu",
+         "dtype=torch.float32": "--dtype fp32", "dtype=torch.bfloat16": "--dtype bf16"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,19 +44,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=50, help="model calls (default 50)")
     parser.add_argument("--guidance", type=float, default=5.0, help="CFG scale w: v_u + w (v_c - v_u) (default 5.0)")
     parser.add_argument("--octree", type=int, default=None,
-                        help="grid resolution R: (R+1)^3 queries (default 384; the mini model's config: 128)")
+                        help="grid resolution R: (R+1)^3 queries (default: the model folder's, 384 released / 128 mini)")
     parser.add_argument("--chunk-size", type=int, default=8000, metavar="N", help="points a decoder call (default 8000)")
-    parser.add_argument("--decode", default=None, choices=["hierarchical", "dense"],
+    parser.add_argument("--decode", default=DECODE_MODES[0], choices=DECODE_MODES,
                         help="volume decoding: coarse to fine, the network only near the surface (default), or "
                              "every grid point (the reference)")
-    parser.add_argument("--hierarchical", action="store_true", help=argparse.SUPPRESS)  # former flag, now the default
     parser.add_argument("--kv-topk", type=int, default=None, metavar="K",
                         help="hierarchical decoding: each group of 1024 points attends only to its K most "
                              "important latent tokens (default: all tokens)")
     parser.add_argument("--isosurface", default="auto", choices=["auto", "skimage", "torch"],
                         help="marching cubes: skimage lewiner on the CPU (the reference), torch (where the volume "
                              "is), or auto (default: torch on a GPU, skimage on the CPU)")
-    parser.add_argument("--convention", default="reversed", choices=["reversed", "conventional"],
+    parser.add_argument("--convention", default=SAMPLING_CONVENTIONS[0].name,
+                        choices=[c.name for c in SAMPLING_CONVENTIONS],
                         help="sampling convention (default reversed, as released)")
     parser.add_argument("--time-rounding", default="reference", choices=["reference", "none"],
                         help="t fed to the DiT: 'reference' rounds 1000 t to the latents' dtype as hy3dgen does "
@@ -95,17 +105,10 @@ def _check_inputs(args: argparse.Namespace) -> None:
             raise FlowlabError(f"{flag} {value!r} is a directory; pass the file itself")
         if value is not None and not Path(value).is_file():
             raise FlowlabError(f"{flag} {value!r}: file not found")
-    if args.octree is not None:  # None: the model folder's default, checked once it is known
-        _check_octree(args)
+    if args.octree is not None:  # None: the model folder's default, checked by the library once it is known
+        from ..shape.decode.volume import check_resolution
 
-
-def _check_octree(args: argparse.Namespace) -> None:
-    from ..limits import check_count, check_memory
-
-    check_count(args.octree, "--octree")
-    n = args.octree + 1
-    check_memory(n ** 3 * 4 * 3, f"--octree {args.octree} ({n}^3 = {n ** 3:.3g} grid points)",
-                 "use a smaller --octree (384 is the default)")
+        check_resolution(args.octree, name="--octree")  # before any weights are read
 
 
 class _WorkMeter:
@@ -132,27 +135,6 @@ class _WorkMeter:
             check_work(elapsed / self.done * self.total, self.what, self.hint, yes=self.yes)
 
 
-def _octree_from_config(args: argparse.Namespace, pipe) -> None:
-    """--octree not given: the model folder's ``flowlab.octree_resolution`` (the mini model's), else 384;
-    a bad config value is reported against config.yaml, not against a flag the user never typed."""
-    from ..errors import FlowlabError
-    from ..limits import check_memory
-
-    hints = pipe.folder.config.get("flowlab") or {}
-    where = f"{pipe.folder.path / 'config.yaml'}: flowlab.octree_resolution"
-    if not isinstance(hints, dict):
-        raise FlowlabError(f"{pipe.folder.path / 'config.yaml'}: the flowlab section must be a mapping of key: value, "
-                           f"got {type(hints).__name__}")
-    value = hints.get("octree_resolution", 384)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise FlowlabError(f"{where} = {value!r} must be a whole number >= 1 (384 is the release's); fix the file "
-                           "or pass --octree R")
-    args.octree = value
-    n = value + 1
-    check_memory(n ** 3 * 4 * 3, f"{where} = {value} ({n}^3 = {n ** 3:.3g} grid points)",
-                 "pass a smaller --octree (384 is the default)")
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -167,9 +149,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out(out)
     _check_inputs(args)
-    if args.hierarchical and args.decode == "dense":
-        raise FlowlabError("--hierarchical and --decode dense contradict each other; give one")
-    decode = args.decode or "hierarchical"
+    decode = args.decode
     if args.kv_topk is not None and (args.kv_topk < 1 or decode != "hierarchical"):
         raise FlowlabError(f"--kv-topk {args.kv_topk}: needs K >= 1 and --decode hierarchical")
     device = resolve_device(args.device)
@@ -186,8 +166,7 @@ def run(args: argparse.Namespace) -> int:
         image = to_pil(render(primitive(args.primitive, seed=args.seed)))
     pipe = load_pipeline(resolve_model(args.model), device=device, dtype=dtype, download=args.download,
                          variant=variant, vae=args.vae)
-    if args.octree is None:
-        _octree_from_config(args, pipe)
+    octree = pipe.octree if args.octree is None else args.octree  # the folder's default (mini: 128)
     cond = pipe.check_embedding(load_embedding(args.embedding)) if args.embedding else pipe.encode_image(image)
     if cond.shape[0] != 1:
         raise FlowlabError(f"--embedding {args.embedding!r} holds {cond.shape[0]} embeddings (shape "
@@ -201,15 +180,15 @@ def run(args: argparse.Namespace) -> int:
                                   wasted_last_step=args.schedule == "reference",
                                   callback=lambda info: meter(1))
     bar.close()
-    n = args.octree + 1
+    n = octree + 1
     # hierarchical decoding evaluates an unknown subset of the (R + 1)^3 points: no total then
     bar = tqdm(total=None if decode == "hierarchical" else n ** 3, desc="decoding", unit="pt", unit_scale=True,
                file=sys.stderr, disable=quiet)
     # hierarchical: a coarse grid plus a band around the surface, about (R/4 + 1)^3 + 30 (R + 1)^2 points
-    points = n ** 3 if decode == "dense" else min(n ** 3, (args.octree // 4 + 1) ** 3 + 30 * n ** 2)
-    meter = _WorkMeter(points, f"decoding --octree {args.octree} with --chunk-size {args.chunk_size}",
+    points = n ** 3 if decode == "dense" else min(n ** 3, (octree // 4 + 1) ** 3 + 30 * n ** 2)
+    meter = _WorkMeter(points, f"decoding --octree {octree} with --chunk-size {args.chunk_size}",
                        "use a smaller --octree or a larger --chunk-size", args.yes, bar)
-    logits = pipe.decode_volume(latents, octree=args.octree, chunk_size=args.chunk_size,
+    logits = pipe.decode_volume(latents, octree=octree, chunk_size=args.chunk_size,
                                 decode=decode, kv_topk=args.kv_topk, progress=meter)
     bar.close()
     mesh = pipe.mesh(logits, method=args.isosurface)

@@ -10,15 +10,24 @@ Each check (``check_pred_data(pred_data_reversed)`` ...) runs the student's answ
 derived by flowlab on seeded random inputs and returns a :class:`Result` that reads ``PASS``,
 ``not done yet``, ``not yet right`` (with the misconception behind a known wrong formula) or
 ``your code raised an error`` (naming the exception). :data:`EXERCISES` lists them all.
+
+What a check holds an answer to (:func:`flowlab.exercises.core.check_cases`): several batch shapes, float64
+and float32, random times away from 0, 1/2 and 1, asymmetric data where a mirror image would pass for the
+answer; the caller's tensors unchanged after the call (no in-place writes to any argument); the dtype and
+device the exercise states; no call of the flowlab function that solves the exercise. A known mistake is
+named only when the answer equals that mistake's formula on every set of inputs. ``tools/mutation_exercises.py``
+measures how sharp the checks are (mutants of every solution, judged by an independent random-input oracle).
+Checks 1-7 live in :mod:`.checks`, 8-14 in :mod:`.checks_more`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from .checks import (EXERCISE_PATH, check_fixed_schedule, check_flip, check_guided_velocity, check_hunyuan_time,
-                     check_jumps, check_mystery, check_port_sampler, check_pred_data, check_shift, check_sw2_after,
-                     check_time_embedding, check_velocity_to_noise, check_velocity_to_score, check_which_is_data)
+from .checks import (EXERCISE_PATH, check_fixed_schedule, check_flip, check_jumps, check_pred_data, check_shift,
+                     check_sw2_after, check_which_is_data)
+from .checks_more import (check_guided_velocity, check_hunyuan_time, check_mystery, check_port_sampler,
+                          check_time_embedding, check_velocity_to_noise, check_velocity_to_score)
 from .core import STATUSES, Result
 from .mystery import MysteryScheduler
 

@@ -16,7 +16,8 @@ from torch import Tensor
 from .. import symbolic as S
 from ..conventions import CONVENTIONAL, REVERSED, Convention, T
 from ..errors import FlowlabError
-from .core import Candidate, NotDone, StudentError, Wrong, call, canonical_expr, compare_tensor, exercise, need
+from .core import (Candidate, Case, Mistake, NotDone, StudentError, Wrong, call, call_unchanged, canonical_expr,
+                   check_cases, compare_tensor, exercise, need)
 
 __all__ = ["EXERCISE_PATH", "check_jumps", "check_which_is_data", "check_pred_data", "check_flip", "check_shift",
            "check_fixed_schedule", "check_sw2_after", "check_velocity_to_noise", "check_velocity_to_score",
@@ -29,18 +30,50 @@ EXERCISE_PATH = Convention.affine("exercise_path", T, 1 - T**2, t_noise=0, t_dat
 
 _SEED = 1234
 
+#: The shapes (batch, dim) and dtypes every (x, v, t) check runs on: several batches, float64 and float32.
+_SHAPES = ((16, 3, torch.float64), (5, 2, torch.float64), (7, 4, torch.float32))
+
 
 def _gen(offset: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(_SEED + offset)
 
 
-def _xvt(batch: int = 16, dim: int = 3, *, lo: float = 0.05, hi: float = 0.95, offset: int = 0,
+def _times(n: int, g: torch.Generator, dtype: torch.dtype = torch.float64) -> Tensor:
+    """``n`` random times in [0.05, 0.4] or [0.6, 0.95]: away from 0, 1/2 and 1, where wrong formulas coincide."""
+    u = torch.rand(n, generator=g, dtype=torch.float64)
+    side = torch.rand(n, generator=g, dtype=torch.float64) < 0.5
+    return torch.where(side, 0.05 + 0.35 * u, 0.6 + 0.35 * u).to(dtype)
+
+
+def _xvt(batch: int = 16, dim: int = 3, *, offset: int = 0,
          dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor, Tensor]:
     g = _gen(offset)
     x = torch.randn(batch, dim, generator=g, dtype=torch.float64)
     v = torch.randn(batch, dim, generator=g, dtype=torch.float64)
-    t = lo + (hi - lo) * torch.rand(batch, generator=g, dtype=torch.float64)
-    return x.to(dtype), v.to(dtype), t.to(dtype)
+    return x.to(dtype), v.to(dtype), _times(batch, g, dtype)
+
+
+def _label(x: Tensor, name: str = "x") -> str:
+    return f"{name} of shape {tuple(x.shape)}, {str(x.dtype).replace('torch.', '')}"
+
+
+def _xvt_cases(truth, offset: int, extra: int = 0) -> list[Case]:
+    """Cases (x, v, t[, more tensors like x]) for each of :data:`_SHAPES`; the truth is computed in float64 from
+    copies and cast to the case's dtype."""
+    cases = []
+    for k, (b, d, dtype) in enumerate(_SHAPES):
+        x, v, t = _xvt(b, d, offset=offset + 100 * k, dtype=dtype)
+        more = tuple(torch.randn(b, d, generator=_gen(offset + 100 * k + 50), dtype=torch.float64).to(dtype)
+                     for _ in range(extra))
+        args = (x, v, t, *more)
+        want = truth(*(a.detach().double() for a in args)).to(dtype)
+        cases.append(Case(args, want, _label(x)))
+    return cases
+
+
+#: The shape hint of the (x, v, t) exercises: the per-sample time against the batch.
+_XT_SHAPES = ("Times come one per sample, t of shape (B,), while x and v are (B, dim): use t[:, None] (shape (B, 1)) "
+              "so that it multiplies each row.")
 
 
 def _fn(expr: sp.Expr, *args: sp.Symbol):
@@ -128,110 +161,161 @@ def check_which_is_data(x_path: object, v_path: object, data_is: object) -> str:
 
 # ---- 3, 4: torch functions ---------------------------------------------------------------------------------
 
+def _solvers(*names: str) -> list:
+    """flowlab functions (``module:attr`` or ``module:Class.method``) that solve an exercise; calling them
+    from the answer is refused."""
+    import importlib
+
+    out = []
+    for name in names:
+        mod, attr = name.split(":")
+        obj = importlib.import_module(f"flowlab.{mod}")
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        out.append(obj)
+    return out
+
+
 @exercise(3, "pred_data_reversed")
 def check_pred_data(fn: object) -> str:
     """``fn(x, v, t) -> (B, dim)``: the data prediction of the reversed convention; ``t: (B,)``."""
-    x, v, t = _xvt()
-    truth = _fn(S.endpoint_fact(REVERSED, 1).formula, S.X, S.V, S.T)(x, v, _col(t))
-    got = call(fn, x.clone(), v.clone(), t.clone(), what="pred_data_reversed")
-    tc = _col(t)
-    compare_tensor(got, truth, [
-        Candidate(_fn(S.jump_to(0, S.T), S.X, S.V, S.T)(x, v, tc),
-                  "your function returns x - t v: that is the NOISE in this convention (Hunyuan's pred_x0, the "
-                  "#124 mistake). The data lives at t = 1: jump there, x + (1 - t) v."),
-        Candidate(x - (1 - tc) * v,
-                  "your function returns x - (1 - t) v: the conventional x - sigma v with sigma = 1 - t, but without "
-                  "flipping the velocity (v_conv = -v_rev). Jump to t = 1 in the reversed time: x + (1 - t) v."),
-        Candidate(x + tc * v, "your function returns x + t v: the sign of the step is off. Jumping from t to 1 "
-                              "moves by (1 - t) along v: x + (1 - t) v."),
-        Candidate(x + v, "your function returns x + v: that is the jump from t = 0 only; the step length is (1 - t)."),
-    ], what="pred_data_reversed")
-    got32 = call(fn, x.float(), v.float(), t.float(), what="pred_data_reversed")
-    compare_tensor(got32, truth.float(), [], what="pred_data_reversed (float32 inputs)", tol=1e-5)
-    return "matches x + (1 - t) v, the jump to t = 1 where the data lives, on 16 random (x, v, t) in float64 and float32."
+    data = _fn(S.endpoint_fact(REVERSED, 1).formula, S.X, S.V, S.T)
+    cases = _xvt_cases(lambda x, v, t: data(x, v, _col(t)), offset=0)
+    check_cases(fn, cases, [
+        Mistake(lambda x, v, t: x - _col(t) * v,
+                "your function returns x - t v: that is the NOISE in this convention (Hunyuan's pred_x0, the "
+                "#124 mistake). The data lives at t = 1: jump there from t along v."),
+        Mistake(lambda x, v, t: x - (1 - _col(t)) * v,
+                "your function returns x - (1 - t) v: the conventional x - sigma v with sigma = 1 - t, but without "
+                "flipping the velocity (v_conv = -v_rev). Jump to t = 1 in the reversed time instead."),
+        Mistake(lambda x, v, t: x + _col(t) * v, "your function returns x + t v: the step length is off. Jumping "
+                                                 "from t to 1 moves by (1 - t) along v."),
+        Mistake(lambda x, v, t: x + v, "your function returns x + v: that is the jump from t = 0 only; the step "
+                                       "from t to 1 has length (1 - t)."),
+    ], what="pred_data_reversed", names=("x", "v", "t"), shape_note=_XT_SHAPES,
+        forbidden=_solvers("conventions:Convention.pred_data", "conventions:Convention.pred_x1", "functional:jump",
+                           "functional:reversed_pred_x1"))
+    return ("your function equals the jump to t = 1, x + (1 - t) v, on random (x, v, t) for batches of 16, 5 and 7 "
+            "in float64 and float32, and leaves its inputs unchanged.")
+
+
+def _asymmetric_gmm():
+    """A three-component mixture with no symmetry (x -> -x maps it to a different mixture), so that a
+    flip of x cannot pass for a flip of the velocity."""
+    from ..gmm import GaussianMixture
+
+    return GaussianMixture(torch.tensor([[1.8, 0.6], [-1.2, 1.4], [0.3, -2.1]]), torch.tensor([0.3, 0.5, 0.25]),
+                           torch.tensor([0.5, 0.3, 0.2]))
 
 
 @exercise(4, "flip")
 def check_flip(fn: object) -> str:
-    """``fn(model) -> model'``: turn a conventional velocity model into a reversed one (``t' = 1 - t, v' = -v``)."""
-    from ..gmm import eight_gaussians_gmm
-
-    gmm = eight_gaussians_gmm()
+    """``fn(model) -> model'``: turn a conventional velocity model into a reversed one."""
+    gmm = _asymmetric_gmm()
     conventional = gmm.velocity_model(CONVENTIONAL)
-    x = 1.5 * torch.randn(64, 2, generator=_gen(4), dtype=torch.float64)
-    t = torch.rand(64, generator=_gen(5), dtype=torch.float64) * 0.9 + 0.05
-    truth = gmm.velocity(x, t, REVERSED)  # computed on the reversed path itself, not from the conventional model
-    flipped = call(fn, conventional, what="flip")
-    got = call(flipped, x.clone(), t.clone(), what="flip(model)")
-    compare_tensor(got, truth, [
-        Candidate(conventional(x, 1 - t), "you flipped the time but not the velocity: the direction of motion reverses "
-                                          "with the direction of time, so v' = -v(x, 1 - t)."),
-        Candidate(-conventional(x, t), "you negated the velocity but kept the time: the reversed time t corresponds to "
-                                       "sigma = 1 - t, so evaluate the model at 1 - t: v' = -v(x, 1 - t)."),
-        Candidate(conventional(x, t), "your flip returns the model unchanged: v' = -v(x, 1 - t)."),
-    ], what="flip(model)", tol=1e-9)
-    return ("flip(model)(x, t) = -model(x, 1 - t) equals the exact reversed velocity of the eight-Gaussians "
-            "mixture, computed on the reversed path (64 random points).")
+    forbidden = _solvers("sampling:flip", "sampling:Flipped.__call__")
+    flipped = call(fn, conventional, what="flip", forbidden=forbidden)
+    cases = []
+    for k, (b, dtype) in enumerate(((64, torch.float64), (9, torch.float64), (12, torch.float32))):
+        x = (1.5 * torch.randn(b, 2, generator=_gen(4 + 10 * k), dtype=torch.float64)).to(dtype)
+        t = _times(b, _gen(5 + 10 * k), dtype)
+        # the truth comes from the reversed path itself, not from the conventional model
+        cases.append(Case((x, t), gmm.velocity(x.double(), t.double(), REVERSED).to(dtype), _label(x)))
+    m = conventional
+    check_cases(flipped, cases, [
+        Mistake(lambda x, t: m(x, 1 - t), "you flipped the time but not the velocity: the direction of motion reverses "
+                                          "with the direction of time."),
+        Mistake(lambda x, t: -m(x, t), "you negated the velocity but kept the time: the reversed time t is the "
+                                       "conventional sigma = 1 - t."),
+        Mistake(lambda x, t: m(x, t), "your flip returns the model unchanged."),
+        Mistake(lambda x, t: m(-x, 1 - t), "you mirrored the position x instead of negating the velocity: the "
+                                           "conventions mirror TIME, t = 1 - sigma; x stays where it is."),
+        Mistake(lambda x, t: -m(-x, 1 - t), "you mirrored the position x as well: only time is mirrored "
+                                            "(t = 1 - sigma); x stays where it is."),
+    ], what="flip(model)", names=("x", "t"), forbidden=forbidden,
+        shape_note="The flipped model takes x of shape (B, 2) and t of shape (B,) and returns the shape of x.")
+    return ("flip(model) equals the exact reversed velocity of an asymmetric three-Gaussian mixture, computed on the "
+            "reversed path itself (85 random points, float64 and float32), and leaves x and t unchanged.")
 
 
 # ---- 5, 6, 7: schedules ------------------------------------------------------------------------------------
 
+def _shift_truth(t: Tensor, s: float) -> Tensor:
+    from ..schedules import shift_noise_level
+
+    return 1 - shift_noise_level(1 - t, s)
+
+
 @exercise(5, "shift_reversed")
 def check_shift(fn: object) -> str:
     """``fn(t, shift) -> t'``: the SD3 shift for the reversed time so that ``shift > 1`` moves steps toward noise."""
-    from ..schedules import shift_noise_level, shifted, uniform
+    from ..schedules import uniform
 
-    t = uniform(8, REVERSED, dtype=torch.float64)
-    for s in (3.0, 0.5, 1.0):
-        truth = shifted(8, REVERSED, s, dtype=torch.float64)
-        got = call(fn, t.clone(), s, what="shift_reversed")
-        sd3 = s * t / (1 + (s - 1) * t)
-        compare_tensor(got, truth, [
-            Candidate(sd3, f"you applied the SD3 formula s t / (1 + (s - 1) t) to the reversed t unchanged. With shift "
-                           f"{s:g} it moves the steps toward t = {'1, the DATA' if s > 1 else '0, the noise'}: the "
-                           "formula is written for a noise level (1 = noise). Apply it to u = 1 - t and convert back."),
-            Candidate(shift_noise_level(1 - t, s), "you shifted the noise level u = 1 - t but returned u': convert "
-                                                   "back to the reversed time, t' = 1 - u'."),
-            Candidate(1 - sd3, "you returned 1 - SD3(t): the noise level must be shifted, not t. Compute u = 1 - t, "
-                               "shift u, return 1 - u'."),
-        ], what=f"shift_reversed(t, {s:g})", tol=1e-6)
-    t_mid = float(shifted(2, REVERSED, 3.0, dtype=torch.float64)[1])
-    return (f"with shift 3 the middle time t = 0.5 moves to {t_mid:.2f}, toward the noise at t = 0 (the SD3 formula "
-            f"applied to t unchanged would give {3 * 0.5 / (1 + 2 * 0.5):.2f}, toward the data); shift 1 changes nothing.")
+    grid = uniform(8, REVERSED, dtype=torch.float64)
+    shapes = ((grid, 3.0), (_times(11, _gen(51)), 0.5), (_times(6, _gen(52)).reshape(2, 3), 2.7),
+              (_times(9, _gen(53), torch.float32), 4.0), (grid.clone(), 1.0))
+    cases = [Case((t, s), _shift_truth(t.double(), s).to(t.dtype), f"{_label(t, 't')} and shift {s:g}")
+             for t, s in shapes]
+
+    def sd3(t: Tensor, s: float) -> Tensor:
+        return s * t / (1 + (s - 1) * t)
+
+    check_cases(fn, cases, [
+        Mistake(sd3, "you applied the SD3 formula s t / (1 + (s - 1) t) to the reversed t unchanged. With shift > 1 it "
+                     "moves the steps toward t = 1, the DATA: the formula is written for a noise level (1 = noise). "
+                     "Apply it to u = 1 - t and convert back."),
+        Mistake(lambda t, s: sd3(1 - t, s), "you shifted the noise level u = 1 - t but returned u': convert back to "
+                                            "the reversed time, t' = 1 - u'."),
+        Mistake(lambda t, s: 1 - sd3(t, s), "you returned 1 - SD3(t): shift the noise level u = 1 - t, not t."),
+    ], what="shift_reversed", names=("t", "shift"),
+        shape_note="Return a tensor of the shape of t: the shift acts on each time separately.",
+        forbidden=_solvers("schedules:shifted", "schedules:shift_noise_level"))
+    t_mid = float(_shift_truth(torch.tensor([0.5], dtype=torch.float64), 3.0))
+    return (f"right for shifts 3, 0.5, 2.7, 4 and 1 on grids and random times (float64 and float32): with shift 3 "
+            f"the middle time t = 0.5 moves to {t_mid:.2f}, toward the noise at t = 0 (the SD3 formula applied to t "
+            f"unchanged would give {3 * 0.5 / (1 + 2 * 0.5):.2f}, toward the data); shift 1 changes nothing.")
+
+
+_SCHEDULE_NOTE = "`fixed_schedule(n_calls)` must return n_calls + 1 times, as a 1-D tensor."
 
 
 @exercise(6, "fixed_schedule")
 def check_fixed_schedule(fn: object) -> str:
-    """``fn(n_calls) -> (n_calls + 1,)`` reversed times: N model calls, N effective steps (Hunyuan3D-2 fixed)."""
-    from ..schedules import hunyuan_compat, hunyuan_corrected, n_effective_steps
+    """``fn(n_calls) -> (n_calls + 1,)`` float32 reversed times: N model calls, N effective steps."""
+    from ..schedules import hunyuan_compat, n_effective_steps
 
-    for n in (4, 1, 2, 7):
-        got = call(fn, n, what="fixed_schedule")
+    forbidden = _solvers("schedules:hunyuan_corrected", "schedules:uniform", "schedules:shifted",
+                         "schedules:to_reversed")
+    counts = (4, 1, 2, 7, 13)
+    for n in counts:  # first what the count of times says, in the exercise's own terms
+        got = call(fn, n, what=f"fixed_schedule({n})", forbidden=forbidden)
         if isinstance(got, (list, tuple)):
             raise Wrong("`fixed_schedule` returned a Python list; return a 1-D torch tensor (torch.linspace).")
-        truth = hunyuan_corrected(n, dtype=torch.float64)
-        lin = torch.linspace(0, 1, n, dtype=torch.float64)
-        cands = [Candidate(torch.linspace(1, 0, n + 1, dtype=torch.float64),
-                           "your schedule runs 1 -> 0: that is sigma, the conventional direction. Hunyuan3D-2's t runs "
-                           "0 (noise) -> 1 (data).")]
-        if n > 1:
-            cands += [
-                Candidate(hunyuan_compat(n, dtype=torch.float64),
-                          f"this is Hunyuan3D-2's own schedule: linspace(0, 1, N) plus an appended 1.0. Its last step "
-                          f"goes 1.0 -> 1.0 (dt = 0): {n} calls but {n - 1} effective steps. Space N + 1 points "
-                          "instead."),
-                Candidate(torch.cat([lin, torch.zeros(1, dtype=torch.float64)]),
-                          "you appended 0.0: the last step jumps from t = 1 back to 0 (dt = -1), which is the port "
-                          "that produced empty meshes. A schedule must end at the data, t = 1."),
-            ]
-        if isinstance(got, Tensor) and got.shape == lin.shape and n > 1:
-            raise Wrong(f"`fixed_schedule({n})` has {n} points: that is {n - 1} steps, so {n - 1} model calls. "
-                        f"N calls need N + 1 points (each step uses the point it starts from and the next).")
-        compare_tensor(got, truth, cands, what=f"fixed_schedule({n})", tol=1e-6,
-                       generic_hint="Expected N + 1 equally spaced times from 0 to 1.")
-        if n_effective_steps(got) != n:  # pragma: no cover - equal to the truth implies this
-            raise Wrong(f"`fixed_schedule({n})` makes {n_effective_steps(got)} effective steps, expected {n}.")
-    return "N + 1 points from t = 0 to t = 1: N model calls and N effective steps for N = 1, 2, 4 and 7 (no wasted call)."
+        if isinstance(got, Tensor) and got.ndim == 1 and len(got) != n + 1:
+            k = len(got)
+            raise Wrong(f"`fixed_schedule({n})` returned {k} times: that is {k - 1} steps, so {k - 1} model calls "
+                        f"for n_calls = {n}. N calls need N + 1 times (each step goes from one time to the next).")
+
+    def lin(n: int, a: float = 0.0, b: float = 1.0, k: int | None = None) -> Tensor:
+        return torch.linspace(a, b, n + 1 if k is None else k, dtype=torch.float64).float()
+
+    cases = [Case((n,), lin(n), f"n_calls = {n}") for n in counts]
+    check_cases(fn, cases, [
+        Mistake(lambda n: lin(n, 1.0, 0.0), "your schedule runs 1 -> 0: that is sigma, the conventional direction. "
+                                            "Hunyuan3D-2's t runs 0 (noise) -> 1 (data)."),
+        Mistake(lambda n: hunyuan_compat(n), "this is Hunyuan3D-2's own schedule: linspace(0, 1, N) plus an appended "
+                                             "1.0. Its last step goes 1.0 -> 1.0 (dt = 0): N calls but N - 1 "
+                                             "effective steps."),
+        Mistake(lambda n: torch.cat([lin(n, k=n), torch.zeros(1)]),
+                "you appended 0.0: the last step jumps from t = 1 back to 0 (dt = -1), which is the port that "
+                "produced empty meshes. A schedule must end at the data, t = 1."),
+    ], what="fixed_schedule", names=("n_calls",), tol=1e-6, shape_note=_SCHEDULE_NOTE, forbidden=forbidden,
+        generic_hint="Expected N + 1 equally spaced times from 0 to 1 (float32, torch's default).")
+    for n in counts:  # pragma: no cover - equal to the truth implies this
+        if n_effective_steps(fn(n)) != n:
+            raise Wrong(f"`fixed_schedule({n})` makes {n_effective_steps(fn(n))} effective steps, expected {n}.")
+    return ("N + 1 equally spaced times from t = 0 to t = 1: N model calls and N effective steps for N = 1, 2, 4, 7 "
+            "and 13 (no wasted call).")
 
 
 def _gmm_setup(n: int = 2000):
@@ -255,19 +339,21 @@ def check_sw2_after(fn: object) -> str:
     model = gmm.velocity_model(REVERSED)
 
     def truth(schedule: Tensor) -> float:
-        return sliced_wasserstein(sample(model, x0, schedule, REVERSED), reference)
+        return sliced_wasserstein(sample(model, x0.clone(), schedule.clone(), REVERSED), reference)
 
     rows = []
     for n in (2, 4, 8):
         pair = []
         for sched in (hunyuan_compat(n, dtype=torch.float64), hunyuan_corrected(n, dtype=torch.float64)):
             try:
-                got = _as_float(call(fn, sched.clone(), model, x0.clone(), reference, what="sw2_after"), "sw2_after")
+                got = call_unchanged(fn, (sched, model, x0, reference), ("schedule", "model", "x0", "reference"),
+                                     what="sw2_after")
             except StudentError as exc:
                 if "wrong way" in exc.args[0]:
                     raise StudentError(exc.args[0] + " Hint: sample in the reversed convention (REVERSED): the "
                                                      "schedules run t = 0 -> 1.") from None
                 raise
+            got = _as_float(got, "sw2_after")
             want = truth(sched)
             if abs(got - want) > 1e-6 * (1 + abs(want)):
                 if abs(got - sliced_wasserstein(x0, reference)) < 1e-9:
@@ -285,254 +371,3 @@ def check_sw2_after(fn: object) -> str:
             f"{seed_noise:.2f}):\n{table}")
 
 
-# ---- 8, 9: a custom affine path -------------------------------------------------------------------------
-
-def _path_inputs() -> tuple[Tensor, Tensor, Tensor]:
-    return _xvt(offset=8)
-
-
-@exercise(8, "velocity_to_noise")
-def check_velocity_to_noise(fn: object) -> str:
-    """``fn(x, v, t) -> E``: the noise (epsilon) prediction on the path ``x = t D + (1 - t^2) E``."""
-    x, v, t = _path_inputs()
-    tc = _col(t)
-    expr = S.conversion("velocity", "noise", EXERCISE_PATH)
-    truth = _fn(expr, S.X, S.V, S.T)(x, v, tc)
-    got = call(fn, x.clone(), v.clone(), t.clone(), what="velocity_to_noise")
-    compare_tensor(got, truth, [
-        Candidate(x - tc * v, "you returned x - t v, the Euler jump to t = 0. It is the noise only on the straight "
-                              "path; here beta = 1 - t^2 is curved. Solve x = t D + (1 - t^2) E, v = D - 2t E for E."),
-        Candidate((x - tc * v) / (1 - tc**2), "close: x - t v is right, but divide by the determinant of the 2x2 "
-                                              "system, not by beta. Eliminate D = v + 2t E from x = t D + (1 - t^2) E."),
-        Candidate(-truth, "the sign is flipped: check the determinant alpha*beta' - alpha'*beta = -(1 + t^2)."),
-        Candidate(_fn(S.conversion("velocity", "data", EXERCISE_PATH), S.X, S.V, S.T)(x, v, tc),
-                  "that is the DATA prediction D; the exercise asks for the noise E."),
-    ], what="velocity_to_noise")
-    return f"E = {sp.sstr(S.in_own_symbol(EXERCISE_PATH, expr))}, as SymPy derives by solving the 2x2 system."
-
-
-@exercise(9, "velocity_to_score")
-def check_velocity_to_score(fn: object) -> str:
-    """``fn(x, v, t) -> score``: grad log p_t(x) on the path ``x = t D + (1 - t^2) E``."""
-    x, v, t = _path_inputs()
-    tc = _col(t)
-    expr = S.conversion("velocity", "score", EXERCISE_PATH)
-    truth = _fn(expr, S.X, S.V, S.T)(x, v, tc)
-    eps = _fn(S.conversion("velocity", "noise", EXERCISE_PATH), S.X, S.V, S.T)(x, v, tc)
-    beta = 1 - tc**2
-    got = call(fn, x.clone(), v.clone(), t.clone(), what="velocity_to_score")
-    compare_tensor(got, truth, [
-        Candidate(-eps, "you returned -E: the score of N(alpha D, beta^2 I) is -(x - alpha D) / beta^2 = -E / beta. "
-                        "Divide by beta = 1 - t^2."),
-        Candidate(eps / beta, "the sign: the score points toward higher density, -E / beta."),
-        Candidate(-eps / beta**2, "divide by beta once: -(x - alpha D) / beta^2 = -(beta E) / beta^2 = -E / beta."),
-        Candidate(-(x - tc * v) / (1 - tc), "that is the score of the straight reversed path, -(x - t v) / (1 - t). "
-                                            "On this path E = (x - t v) / (1 + t^2) and beta = 1 - t^2."),
-    ], what="velocity_to_score")
-    return f"the score is {sp.sstr(S.in_own_symbol(EXERCISE_PATH, expr))} = -E / (1 - t^2), as SymPy derives."
-
-
-# ---- 10: guidance with the data prediction ------------------------------------------------------------
-
-@exercise(10, "guided_velocity")
-def check_guided_velocity(fn: object) -> str:
-    """``fn(x, v, t, delta) -> v'``: reversed convention; the velocity whose data prediction is
-    ``x + (1 - t) v + delta`` (guidance moves the predicted data by ``delta``)."""
-    from ..gmm import eight_gaussians_gmm
-    from ..guidance import HalfPlane, guidance_demo
-    from ..sampling import sample
-    from ..schedules import uniform
-
-    x, v, t = _xvt(offset=10)
-    delta = torch.randn(x.shape, generator=_gen(11), dtype=torch.float64)
-    tc = _col(t)
-    truth = REVERSED.velocity_from_data(x, REVERSED.pred_data(x, v, t) + delta, t)
-    got = call(fn, x.clone(), v.clone(), t.clone(), delta.clone(), what="guided_velocity")
-    compare_tensor(got, truth, [
-        Candidate(v - delta / tc, "you moved x - t v by delta, the jump to t = 0: that is the NOISE prediction "
-                                  "(Hunyuan's pred_x0, the #124 mistake). Guidance must move the data prediction "
-                                  "x + (1 - t) v: v' = v + delta / (1 - t)."),
-        Candidate(v + delta, "you added delta to v directly; the data prediction then moves by (1 - t) delta. "
-                             "Divide by (1 - t)."),
-        Candidate(v + delta * (1 - tc), "multiply or divide? x + (1 - t) v' = x + (1 - t) v + delta needs "
-                                        "v' = v + delta / (1 - t)."),
-        Candidate(v - delta / (1 - tc), "the sign: moving the data prediction by +delta needs v' = v + delta / (1 - t)."),
-    ], what="guided_velocity")
-
-    # what it does: guide the exact eight-Gaussians flow toward the half-plane x >= 1 with the student's formula
-    region = HalfPlane((1.0, 0.0), 1.0)
-    gmm = eight_gaussians_gmm()
-    base = gmm.velocity_model(REVERSED)
-
-    def guided(xx: Tensor, tt: Tensor) -> Tensor:
-        vv = base(xx, tt)
-        pred = REVERSED.pred_data(xx, vv, tt).detach().requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(region.penalty(pred).sum(), pred)
-        return fn(xx, vv, tt, -0.5 * grad)
-
-    x0 = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0))
-    try:
-        out = sample(guided, x0, uniform(50, REVERSED), REVERSED)
-    except (FlowlabError, RuntimeError) as exc:  # pragma: no cover - the formula passed above
-        raise StudentError(f"guided sampling with your function failed: {exc}") from None
-    mine = float(region.inside(out, margin=0.05).float().mean())
-    wrong = guidance_demo("reversed", "noise").fraction_inside
-    none = guidance_demo("reversed", None).fraction_inside
-    return (f"the corrected velocity is v' = v + delta / (1 - t). Guiding the eight Gaussians toward x >= 1 with your formula puts "
-            f"{100 * mine:.0f}% of the samples there; guiding x - t v instead (#124) puts {100 * wrong:.0f}%, "
-            f"no guidance {100 * none:.0f}%.")
-
-
-# ---- 11, 12: reading and porting a scheduler ------------------------------------------------------------
-
-_FIELDS = ("direction", "data_at", "wasted_calls", "shift")
-
-
-@exercise(11, "mystery answers, mystery_pred_data")
-def check_mystery(answers: object, pred_fn: object) -> str:
-    """``answers``: dict with ``direction`` ("increasing"/"decreasing"), ``data_at`` (time where sampling ends),
-    ``wasted_calls`` (no-op steps in 10 calls), ``shift`` (the SD3 shift); ``pred_fn(x, v, timestep)``: the data
-    prediction, with ``timestep`` exactly as the scheduler passes it to the model."""
-    from ..inspector import inspect
-    from .mystery import MysteryScheduler
-
-    ans = need(answers, "answers")
-    if not isinstance(ans, dict):
-        raise Wrong(f"`answers` should be a dict with keys {list(_FIELDS)}, got {type(ans).__name__}.")
-    missing = [k for k in _FIELDS if k not in ans]
-    if missing:
-        raise Wrong(f"`answers` lacks {missing}; fill in all of {list(_FIELDS)}.")
-    if any(ans[k] is Ellipsis or ans[k] is None for k in _FIELDS):
-        raise NotDone(f"`answers` still has ... in {[k for k in _FIELDS if ans[k] is Ellipsis or ans[k] is None]}.")
-    card = inspect(MysteryScheduler(), 10)
-    if ans["direction"] != card.direction:
-        raise Wrong(f"direction {ans['direction']!r} is not what the card says: read 'direction of time' (the sign of "
-                    "the steps dt).")
-    data_at = card.times[-1]
-    if not isinstance(ans["data_at"], (int, float)) or abs(float(ans["data_at"]) - data_at) > 1e-6:
-        raise Wrong(f"data_at {ans['data_at']!r}: sampling starts at the noise and ends at the data; the data is at the "
-                    "LAST time in the card.")
-    if ans["wasted_calls"] != len(card.noop_steps):
-        raise Wrong(f"wasted_calls {ans['wasted_calls']!r}: count the no-op steps (dt = 0) in the card's "
-                    "'effective steps' line.")
-    if not isinstance(ans["shift"], (int, float)) or abs(float(ans["shift"]) - card.shift) > 0.05:
-        raise Wrong(f"shift {ans['shift']!r}: read the card's shift line (1 = none, > 1 = steps crowd toward the noise).")
-    # the data prediction the inspector derived, in the model's timestep units
-    t_own = sp.Symbol("t", real=True)
-    formula = sp.sympify(card.data_prediction.replace("tau", "t"), locals={"x": S.X, "v": S.V, "t": t_own})
-    scale = card.model_time_scale or 1.0
-    x, v, t = _xvt(offset=12)
-    timestep = t * scale
-    truth = _fn(formula.subs(t_own, S.T), S.X, S.V, S.T)(x, v, _col(t))
-    got = call(pred_fn, x.clone(), v.clone(), timestep.clone(), what="mystery_pred_data")
-    ts = _col(timestep)
-    compare_tensor(got, truth, [
-        Candidate(x + (1 - ts) * v, f"you used the timestep as the time. The card says the model is called with "
-                                    f"timestep = {scale:g} * time: divide by {scale:g} first."),
-        Candidate(x - _col(t) * v, "that is x - t v, the jump to the NOISE end (t = 0) of this scheduler. The card's "
-                                   "data prediction is the jump to the data end."),
-        Candidate(x - ts * v, f"two mistakes: x - t v is the noise end, and the timestep must be divided by {scale:g}."),
-    ], what="mystery_pred_data")
-    return (f"the mystery scheduler is {card.convention}: time {card.direction} to the data at {data_at:g}, shift "
-            f"{card.shift:.1f} toward the noise, {len(card.noop_steps)} wasted call in 10, data prediction "
-            f"{card.data_prediction} with t = timestep / {scale:g}.")
-
-
-@exercise(12, "sample_hunyuan")
-def check_port_sampler(fn: object) -> str:
-    """``fn(model, x, n_steps) -> samples``: Euler in Hunyuan3D-2's convention (``t`` 0 -> 1, ``model`` a
-    reversed-convention velocity model), ``n_steps`` model calls and ``n_steps`` effective steps."""
-    from ..gmm import eight_gaussians_gmm
-    from ..metrics import sliced_wasserstein
-    from ..sampling import CallCounter, sample
-    from ..schedules import hunyuan_compat, uniform
-
-    n = 8
-    gmm = eight_gaussians_gmm()
-    model = gmm.velocity_model(REVERSED)
-    x = torch.randn(500, 2, generator=_gen(12), dtype=torch.float64)
-    truth = sample(model, x, uniform(n, REVERSED, dtype=torch.float64), REVERSED)
-
-    def loop(times: Tensor, sign: float = 1.0, mirror: bool = False) -> Tensor:
-        y = x.clone()
-        for a, b in zip(times[:-1], times[1:]):
-            tt = torch.full((y.shape[0],), float(a), dtype=y.dtype)
-            y = y + sign * (b - a) * model(y, 1 - tt if mirror else tt)
-        return y
-
-    t_up = torch.linspace(0, 1, n + 1, dtype=torch.float64)
-    counter = CallCounter(model)
-    got = call(fn, counter, x.clone(), n, what="sample_hunyuan")
-    compare_tensor(got, truth, [
-        Candidate(loop(1 - t_up), "you kept diffusers' sigma running 1 -> 0. This model is reversed: it expects t "
-                                  "running 0 (noise) -> 1 (data). Let t go 0 -> 1; the update line stays the same."),
-        Candidate(loop(t_up, -1.0), "t runs the right way, but you step with -dt (x - (t' - t) v): that was the "
-                                    "conventional sign fix. With t increasing, x + (t' - t) v already moves toward the "
-                                    "data."),
-        Candidate(loop(t_up, 1.0, mirror=True), "you call the model at 1 - t: that is the conversion for a "
-                                                "conventional model. This model already speaks the reversed time."),
-        Candidate(sample(model, x, hunyuan_compat(n, dtype=torch.float64), REVERSED),
-                  "you reproduced Hunyuan3D-2's schedule with its wasted last step (1.0 -> 1.0): "
-                  f"{n} calls, {n - 1} effective steps. Use linspace(0, 1, n_steps + 1)."),
-    ], what="sample_hunyuan", tol=1e-8)
-    if counter.calls != n:
-        raise Wrong(f"right samples, but {counter.calls} model calls for {n} steps; Euler needs one call per step.")
-    ref = gmm.sample(2000, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
-    return (f"your loop retraces flowlab's reversed sampler with {n} calls and {n} effective steps "
-            f"(SW2 to the data {sliced_wasserstein(got, ref):.2f}).")
-
-
-# ---- 13, 14: the shape model -------------------------------------------------------------------------------
-
-@exercise(13, "hunyuan_time")
-def check_hunyuan_time(fn: object) -> str:
-    """``fn(t) -> t_seen``: the time Hunyuan3D-2's DiT receives in an fp16 pipeline, ``t: (B,)`` float32."""
-    from ..schedules import hunyuan_compat
-    from ..shape import reference_time
-
-    t = torch.cat([hunyuan_compat(50)[:-1], torch.rand(32, generator=_gen(13))])
-    truth = reference_time(t, torch.float16)
-    got = call(fn, t.clone(), what="hunyuan_time")
-    if isinstance(got, Tensor) and got.shape == truth.shape and not got.is_floating_point():
-        raise Wrong("`hunyuan_time` returned integers; the DiT receives a float time (1000 t in fp16, divided by 1000).")
-    compare_tensor(got, truth.double(), [
-        Candidate(t.half().double(), "you rounded t itself to fp16. The reference rounds 1000 t (the timestep) to fp16 "
-                                     "and then divides by 1000 in fp16, so the grid of representable times differs."),
-        Candidate(t.double(), "no rounding: in an fp16 pipeline the DiT never sees t exactly. Compute "
-                              "(t * 1000) in fp16, then divide by 1000 in fp16."),
-        Candidate(((t * 1000).round() / 1000).double(), "rounding 1000 t to an integer is not what fp16 does: fp16 keeps "
-                                                        "11 significant bits (1000 t in [512, 1024) is rounded to "
-                                                        "multiples of 0.5). Cast with .half()."),
-        Candidate(((t * 1000).half().float() / 1000).double(), "almost: you divided by 1000 in float32. The reference "
-                                                               "divides in fp16 (a second rounding); keep the division "
-                                                               "in half precision."),
-    ], what="hunyuan_time", tol=0.0)
-    grid = hunyuan_compat(50)[:-1]
-    seen = reference_time(grid, torch.float16).float()
-    k = int((seen - grid).abs().argmax())
-    return (f"identical to flowlab.shape.reference_time for all 81 times. On the 50-call schedule the largest change "
-            f"is t = {float(grid[k]):.6f} -> {float(seen[k]):.6f}.")
-
-
-@exercise(14, "hunyuan_embedding")
-def check_time_embedding(fn: object) -> str:
-    """``fn(t, dim) -> (B, dim)``: Hunyuan3D-2's sinusoidal time embedding of ``t: (B,)`` float32 (``dim`` even)."""
-    from ..shape import timestep_embedding
-
-    t = torch.cat([torch.tensor([0.0, 0.5, 1.0]), torch.rand(13, generator=_gen(14))])
-    dim = 16
-    truth = timestep_embedding(t, dim)
-    got = call(fn, t.clone(), dim, what="hunyuan_embedding")
-    compare_tensor(got, truth, [
-        Candidate(timestep_embedding(t, dim, max_period=10000.0), "max_period 10000 is the usual DiT / Flux value; "
-                  "Hunyuan3D-2 passes 1000 where the period belongs, so its frequencies are exp(-ln(1000) i / half)."),
-        Candidate(timestep_embedding(t, dim).roll(dim // 2, dims=1), "the halves are swapped: Hunyuan3D-2 puts the "
-                                                                     "cosines first, [cos, sin]."),
-        Candidate(timestep_embedding(t, dim, time_factor=1.0), "the time is scaled by 1000 before the embedding "
-                                                               "(T = 1000 t); you embedded t in [0, 1]."),
-        Candidate(timestep_embedding(t, dim, max_period=10000.0, time_factor=1.0),
-                  "two differences: T = 1000 t (not t) and max_period 1000 (not 10000)."),
-    ], what="hunyuan_embedding", tol=1e-3)
-    return ("matches flowlab.shape.timestep_embedding: T = 1000 t, frequencies exp(-ln(1000) i / half), "
-            "[cos(T f), sin(T f)].")

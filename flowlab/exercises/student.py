@@ -35,6 +35,11 @@ _BEGIN = re.compile(r"^\s*# BEGIN SOLUTION\s*$")
 _END = re.compile(r"^\s*# END SOLUTION\s*$")
 _STUB = re.compile(r"^(\s*)# STUB: ?(.*)$")
 
+#: The notation table the notebooks link to: beside the exercises folder in the checkout, beside the student
+#: notebooks in a handout (the link is rewritten and the file copied).
+NOTATION = "NOTATION.md"
+_NOTATION_LINK = "](../NOTATION.md)"
+
 _BANNER = ("**Student version** (written by `flowlab exercises`). Work top to bottom: run the setup cell, "
            "then for each exercise replace the stub in the cell marked *your turn* and run the check "
            "cell under it. A check answers PASS, *not done yet*, or what is wrong with a hint.")
@@ -93,6 +98,8 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
         elif any(_BEGIN.match(line) or _END.match(line) for line in text.splitlines()):
             raise FlowlabError(f"{where}: has solution markers but is not tagged '{SOLUTION_TAG}'; tag it, or the "
                                "solution would be handed out")
+        if cell.cell_type == "markdown" and _NOTATION_LINK in text:
+            cell.source = text.replace(_NOTATION_LINK, f"]({NOTATION})")
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
@@ -145,6 +152,7 @@ def write_student_notebooks(out: str | Path, source: str | Path | None = None, *
     if existing and not force:
         raise FlowlabError(f"{len(existing)} file(s) already exist ({', '.join(existing)}); a student may have "
                            "worked in them. Choose another --out folder or pass --force to overwrite")
+    notation = _notation_for(solved, [nb for _, nb in built])
     if out.is_dir():
         for target, _ in built:
             check_member(out, target.name, label=f"--out {str(out)!r}", force=force)
@@ -154,4 +162,20 @@ def write_student_notebooks(out: str | Path, source: str | Path | None = None, *
         raise FlowlabError(f"cannot create --out {str(out)!r}: {exc.strerror}; choose a writable folder") from None
     for target, nb in built:
         write_atomic(target, nbformat.writes(nb) + "\n")
+    if notation is not None:
+        write_atomic(out / NOTATION, notation.read_text(encoding="utf-8"))
     return [p for p, _ in built]
+
+
+def _notation_for(solved: list[Path], student: list[nbformat.NotebookNode]) -> Path | None:
+    """The notation table the student notebooks link to (beside the solved notebooks or one folder up), None
+    when no notebook links to it; a FlowlabError when they link to it and it is missing."""
+    here = solved[0].parent
+    for cand in (here / NOTATION, here.parent / NOTATION):
+        if cand.is_file():
+            return cand
+    link = f"]({NOTATION})"
+    if any(link in cell.source for nb in student for cell in nb.cells if cell.cell_type == "markdown"):
+        raise FlowlabError(f"the notebooks link to {NOTATION}, which is neither in {here} nor in {here.parent}; put "
+                           "it beside the notebooks so that the handout's links work")
+    return None

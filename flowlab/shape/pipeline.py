@@ -27,16 +27,22 @@ from torch import Tensor, nn
 
 from .. import functional as Fn
 from ..conventions import CONVENTIONAL, REVERSED, get_convention
-from ..errors import FlowlabError
+from ..errors import FlowlabError, NonFiniteError
 from ..sampling import StepInfo, flip, sample
-from ..schedules import hunyuan_compat, hunyuan_corrected, hunyuan_turbo, to_conventional
+from ..schedules import hunyuan_compat, hunyuan_corrected, hunyuan_turbo, shift_noise_level, to_conventional
 from .decode.mesh import Mesh, marching_cubes
-from .decode.volume import decode_dense, decode_hierarchical
+from .decode.volume import RELEASE_OCTREE, check_resolution, decode_dense, decode_hierarchical
 from .load.checkpoint import ModelFolder
 from .models.dit import ShapeDiT
 from .models.vae import ShapeVAE
 
-__all__ = ["DiTVelocity", "ShapePipeline", "shape_schedule", "initial_latents", "reference_time"]
+__all__ = ["DiTVelocity", "ShapePipeline", "shape_schedule", "initial_latents", "reference_time", "DECODE_MODES",
+           "SAMPLING_CONVENTIONS"]
+
+#: The conventions the shape DiT samples in: as released (reversed), or flipped (conventional).
+SAMPLING_CONVENTIONS = (REVERSED, CONVENTIONAL)
+#: How :meth:`ShapePipeline.decode_volume` queries the grid; the first is the default (library and CLI alike).
+DECODE_MODES = ("hierarchical", "dense")
 
 
 def reference_time(t: Tensor, dtype: torch.dtype, num_train_timesteps: int = 1000) -> Tensor:
@@ -125,7 +131,7 @@ def shape_schedule(steps: int, scheduler: str = "flow", *, pcm_timesteps: int = 
         ts = hunyuan_compat(steps) if wasted_last_step else hunyuan_corrected(steps)
         if shift != 1.0:
             t64 = torch.from_numpy(np.linspace(0.0, 1.0, steps if wasted_last_step else steps + 1))
-            t64 = shift * t64 / (1 + (shift - 1) * t64)
+            t64 = shift_noise_level(t64, shift)
             ts = torch.cat([t64.float(), torch.ones(1)]) if wasted_last_step else t64.float()
         return ts
     if scheduler == "consistency":
@@ -140,12 +146,17 @@ def initial_latents(shape: tuple[int, ...], seed: int, dtype: torch.dtype, devic
 
 
 def _oom(what: str, hint: str) -> FlowlabError:
-    return FlowlabError(f"CUDA out of memory during {what}; {hint}, or run on --device cpu")
+    return FlowlabError(f"CUDA out of memory during {what}; {hint}, or run on the CPU (device='cpu')")
 
 
 @dataclass
 class ShapePipeline:
-    """DiT + VAE (+ optional image conditioner), the schedule kind, device and dtype."""
+    """DiT + VAE (+ optional image conditioner), the schedule kind, device and dtype.
+
+    ``octree``: the grid resolution :meth:`decode_volume` uses by default; :func:`flowlab.shape.load_pipeline`
+    sets it from the model folder (:func:`flowlab.shape.load.config.octree_default`: 128 for the mini model,
+    else the release's 384).
+    """
 
     dit: ShapeDiT
     vae: ShapeVAE
@@ -158,6 +169,7 @@ class ShapePipeline:
     folder: ModelFolder | None = None
     image_size: int = 512
     border_ratio: float = 0.15
+    octree: int = RELEASE_OCTREE
 
     def __post_init__(self) -> None:
         self.dit.to(device=self.device, dtype=self.dtype).eval()
@@ -251,8 +263,9 @@ class ShapePipeline:
         from ..limits import MAX_STEPS, check_count, check_seed
 
         conv = get_convention(convention)
-        if conv not in (REVERSED, CONVENTIONAL):
-            raise FlowlabError(f"convention {conv.name!r}: the shape DiT runs in 'reversed' or 'conventional'")
+        if conv not in SAMPLING_CONVENTIONS:
+            raise FlowlabError(f"convention {conv.name!r}: the shape DiT runs in "
+                               + " or ".join(repr(c.name) for c in SAMPLING_CONVENTIONS))
         check_count(steps, "steps", maximum=MAX_STEPS, why="each step is a DiT call; 50 is the release's default")
         check_seed(seed, "seed")
         _check_guidance(guidance)
@@ -275,16 +288,15 @@ class ShapePipeline:
             return sample(flip(model), latents, to_conventional(ts), CONVENTIONAL, callback=callback)
         except torch.cuda.OutOfMemoryError:
             raise _oom("sampling", "use a smaller batch, or a smaller model (mini)") from None
-        except FlowlabError as e:
-            if "NaN or inf" in str(e):
-                self._blame_inputs(cond, latents, guidance)
+        except NonFiniteError:
+            self._blame_inputs(cond, latents, guidance)
             raise
 
     def _blame_inputs(self, cond: Tensor, latents: Tensor, guidance: float | None = None) -> None:
         """After a NaN in sampling: name a non-finite or overflowing input (weights, tokens, latents, guidance)
         before the time convention."""
         if not bool(torch.isfinite(latents).all()):
-            raise FlowlabError("the initial latents contain NaN or inf; start from finite noise (latents=None)")
+            raise NonFiniteError("the initial latents contain NaN or inf; start from finite noise (latents=None)")
         if guidance is not None and abs(guidance) > GUIDANCE_SANE:
             raise FlowlabError(f"guidance {guidance:g} made the velocity overflow (v_u + w (v_c - v_u) exceeds the "
                                f"{self.dtype} range); use a CFG scale such as 5.0 (the releases use 1 to 10)")
@@ -297,32 +309,30 @@ class ShapePipeline:
             for name, p in module.named_parameters():
                 if not bool(torch.isfinite(p).all()):
                     where = self.folder.weights if self.folder is not None else "the model"
-                    raise FlowlabError(f"the {label} weight {name!r} contains NaN or inf, so every velocity is NaN; "
+                    raise NonFiniteError(f"the {label} weight {name!r} contains NaN or inf, so every velocity is NaN; "
                                        f"the weights in {where} are damaged: download them again")
         if self.dtype == torch.float16:
-            raise FlowlabError("sampling produced NaN or inf although the weights and tokens are finite: fp16 "
-                               "overflowed; try --dtype fp32 (or bf16)")
+            raise NonFiniteError("sampling produced NaN or inf although the weights and tokens are finite: fp16 "
+                                 "overflowed; load the pipeline with dtype=torch.float32 (or dtype=torch.bfloat16)")
 
     # ---- decoding ---------------------------------------------------------------------------
     @torch.no_grad()
-    def decode_volume(self, latents: Tensor, *, octree: int = 384, chunk_size: int = 8000,
-                      hierarchical: bool = False, bounds: float = 1.01,
-                      progress: Callable[[int], None] | None = None, decode: str | None = None,
+    def decode_volume(self, latents: Tensor, *, octree: int | None = None, decode: str = DECODE_MODES[0],
+                      chunk_size: int = 8000, bounds: float = 1.01, progress: Callable[[int], None] | None = None,
                       kv_topk: int | None = None) -> Tensor:
-        """Latents (B, N, 64) -> logits (B, R + 1, R + 1, R + 1) float32 (positive inside).
+        """Latents (B, N, 64) -> logits (B, R + 1, R + 1, R + 1) float32 (positive inside), R = ``octree``.
 
-        ``decode``: 'dense' (the reference: every grid point) or 'hierarchical' (coarse to fine, the
-        network only near the surface; ``flowlab shape``'s default). None: 'hierarchical' when
-        ``hierarchical`` else 'dense'. ``kv_topk``: with 'hierarchical', each group of 1024 points attends
-        only to its ``kv_topk`` most important latent tokens (:func:`flowlab.shape.decode.volume.query_selected`);
-        None attends to all.
+        ``octree``: None takes the pipeline's :attr:`octree` (the model folder's default). ``decode``:
+        'hierarchical' (default: coarse to fine, the network only near the surface; the same mesh) or 'dense'
+        (the reference: every grid point; use it where the logits far from the surface matter).
+        ``kv_topk``: with 'hierarchical', each group of 1024 points attends only to its ``kv_topk`` most
+        important latent tokens (:func:`flowlab.shape.decode.volume.query_selected`); None attends to all.
         """
-        decode = decode or ("hierarchical" if hierarchical else "dense")
-        if decode not in ("dense", "hierarchical"):
-            raise FlowlabError(f"unknown decode {decode!r}; 'hierarchical' or 'dense'")
+        if decode not in DECODE_MODES:
+            raise FlowlabError(f"unknown decode {decode!r}; one of {', '.join(map(repr, DECODE_MODES))}")
         if kv_topk is not None and decode != "hierarchical":
             raise FlowlabError("adaptive key / value selection (kv_topk) needs decode='hierarchical'")
-        from ..limits import check_count, check_memory
+        from ..limits import check_count
 
         want = tuple(self.vae.latent_shape)
         if not isinstance(latents, Tensor) or latents.ndim != 3 or tuple(latents.shape[1:]) != want \
@@ -330,12 +340,8 @@ class ShapePipeline:
             got = tuple(latents.shape) if isinstance(latents, Tensor) else type(latents).__name__
             raise FlowlabError(f"latents has shape {got}; expected (B, {want[0]}, {want[1]}) as sample_latents "
                                "returns them")
-        check_count(octree, "octree")
+        octree = check_resolution(self.octree if octree is None else octree, latents.shape[0])
         check_count(chunk_size, "chunk_size")
-        n = octree + 1
-        # the float32 volume, plus marching cubes' working copies of it on the host
-        check_memory(latents.shape[0] * n ** 3 * 4 * 3, f"an octree resolution of {octree} ({n}^3 = {n ** 3:.3g} "
-                     "grid points)", "use a smaller --octree (384 is the release's default)")
         try:
             tokens = self.vae.decode_latents(latents.to(self.device, self.dtype))
             geo = self.vae.geo_decoder
@@ -356,7 +362,7 @@ class ShapePipeline:
             fn = decode_hierarchical if decode == "hierarchical" else decode_dense
             return fn(geo, tokens, octree, bounds=bounds, chunk_size=chunk_size, progress=progress)
         except torch.cuda.OutOfMemoryError:
-            raise _oom("volume decoding", f"try a smaller --octree (now {octree}) or chunk size (now {chunk_size})") from None
+            raise _oom("volume decoding", f"try a smaller octree= (now {octree}) or chunk_size= (now {chunk_size})") from None
 
     def mesh(self, logits: Tensor, *, level: float = 0.0, bounds: float = 1.01, method: str = "skimage") -> Mesh:
         """One volume (R + 1,)^3 or a batch of one -> :class:`Mesh` (FlowlabError when there is no surface).

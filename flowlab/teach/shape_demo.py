@@ -1,16 +1,15 @@
-"""Helpers for notebook 04 and demos: official weights if present, an example image, a mesh picture."""
+"""Helpers for notebook 04 and demos: official weights if present, an example image (mesh pictures:
+:mod:`flowlab.teach.shape_figures`)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import numpy as np
 from torch import Tensor
 
 from ..shape.load.checkpoint import MODELS_ENV, DEFAULT_MODELS_DIR, weight_file
-from ..shape.decode.mesh import Mesh
 
-__all__ = ["WEIGHTS_ENV", "IMAGE_ENV", "find_official_weights", "example_image", "plot_mesh",
+__all__ = ["WEIGHTS_ENV", "IMAGE_ENV", "find_official_weights", "example_image",
            "scale_noise_as_released"]
 
 #: A folder with an official DiT checkpoint (config.yaml + model.fp16.safetensors), e.g.
@@ -46,38 +45,6 @@ def example_image(size: int = 256):
     for cx, cy, r in ((95, 95, 10), (130, 75, 12), (165, 100, 9)):
         d.ellipse([(cx - r) * s, (cy - r) * s, (cx + r) * s, (cy + r) * s], fill=(250, 250, 250, 255))
     return img
-
-
-def plot_mesh(mesh: Mesh, ax=None, *, title: str | None = None, elev: float = 20.0, azim: float = -60.0,
-              color=(0.55, 0.65, 0.85)):
-    """A static, Lambert-shaded picture of ``mesh`` on a 3D matplotlib axis; returns the axis.
-
-    The reference's meshes are y-up (x right, y up, z towards the viewer): the plot puts y on the
-    vertical axis.
-    """
-    import matplotlib.pyplot as plt
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
-
-    if ax is None:
-        ax = plt.figure(figsize=(4, 4)).add_subplot(projection="3d")
-    v = mesh.vertices[:, [0, 2, 1]]  # (x, z, y): y up on the plot
-    tri = v[mesh.faces]  # (F, 3, 3)
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
-    light = np.array([0.4, -0.6, 0.7])
-    shade = 0.35 + 0.65 * np.clip(-n @ (light / np.linalg.norm(light)), 0, 1)
-    faces = np.clip(np.outer(shade, color), 0, 1)
-    ax.add_collection3d(Poly3DCollection(tri, facecolors=faces, edgecolors="none"))
-    lo, hi = v.min(0), v.max(0)
-    c, r = (lo + hi) / 2, (hi - lo).max() / 2
-    ax.set_xlim(c[0] - r, c[0] + r)
-    ax.set_ylim(c[1] - r, c[1] + r)
-    ax.set_zlim(c[2] - r, c[2] + r)
-    ax.view_init(elev=elev, azim=azim)
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax
 
 
 def scale_noise_as_released(sample: Tensor, noise: Tensor, sigma: Tensor | float) -> Tensor:

@@ -236,9 +236,27 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
 
     Raises :class:`TourInterrupted` (after writing what ran and the index) on SIGINT.
     """
-    import nbformat
-
     timeout = check_timeout(timeout)
+    _check_build_folder(out)
+    loaded, read_errors = _read_all(notebooks)
+    summaries: dict[str, Any] = {}
+    site = _plan_site(out, notebooks, loaded, summaries) if html else None
+    claims_file = out / "claims.jsonl"
+    claims_file.unlink(missing_ok=True)
+    runs: list[NotebookRun] = []
+    executed: dict[str, Any] = {}
+    runner = _Runner(timeout)
+    _execute_all(notebooks, out, device, runner, loaded, read_errors, claims_file, runs, executed, progress)
+    claims = [ClaimRow(**json.loads(line)) for line in claims_file.read_text().splitlines() if line.strip()] \
+        if claims_file.exists() else []
+    if site is not None:
+        _finish_site(site, notebooks, runs, claims, summaries, executed, interrupted=runner.interrupted)
+    if runner.interrupted:
+        raise TourInterrupted(runs, claims)
+    return runs, claims
+
+
+def _check_build_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -247,7 +265,9 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
     except OSError as exc:
         raise FlowlabError(f"cannot write to the build folder {out} ({exc}); pass --out to a writable folder") from None
 
-    summaries: dict[str, Any] = {}
+
+def _read_all(notebooks: list[Path]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each notebook read (by file name), and the read error of each that could not be."""
     loaded: dict[str, Any] = {}
     read_errors: dict[str, str] = {}
     for path in notebooks:
@@ -255,28 +275,34 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
             loaded[path.name] = read_notebook(path)
         except FlowlabError as exc:
             read_errors[path.name] = str(exc)
+    return loaded, read_errors
 
-    site = None
-    if html:
-        from .site import Site, notebook_summary
-        for name, nb in loaded.items():
-            summaries[name] = notebook_summary(nb)
-        source = notebooks[0].parent if notebooks else Path("notebooks")
-        _, others = Site.other_sources(source)
-        titles = {k: v.title for k, v in summaries.items() if v.title}
-        for p in others:
-            try:
-                titles[p.relative_to(source).as_posix()] = notebook_summary(read_notebook(p)).title
-            except (FlowlabError, ValueError):
-                pass
-        site = Site.plan(out, source, notebooks, titles)
-        site.copy_assets()
 
-    claims_file = out / "claims.jsonl"
-    claims_file.unlink(missing_ok=True)
-    runs: list[NotebookRun] = []
-    executed: dict[str, Any] = {}
-    runner = _Runner(timeout)
+def _plan_site(out: Path, notebooks: list[Path], loaded: dict[str, Any], summaries: dict[str, Any]) -> Any:
+    """The HTML site's plan (titles from every notebook, the pages' assets copied); fills ``summaries``."""
+    from .site import Site, notebook_summary
+    for name, nb in loaded.items():
+        summaries[name] = notebook_summary(nb)
+    source = notebooks[0].parent if notebooks else Path("notebooks")
+    _, others = Site.other_sources(source)
+    titles = {k: v.title for k, v in summaries.items() if v.title}
+    for p in others:
+        try:
+            titles[p.relative_to(source).as_posix()] = notebook_summary(read_notebook(p)).title
+        except (FlowlabError, ValueError):
+            pass
+    site = Site.plan(out, source, notebooks, titles)
+    site.copy_assets()
+    return site
+
+
+def _execute_all(notebooks: list[Path], out: Path, device: str, runner: "_Runner", loaded: dict[str, Any],
+                 read_errors: dict[str, str], claims_file: Path, runs: list[NotebookRun], executed: dict[str, Any],
+                 progress: bool) -> None:
+    """Run each notebook in its own kernel (claims appended to ``claims_file``), appending to ``runs``; Ctrl-C
+    stops after the running notebook, a second one kills its kernel."""
+    import nbformat
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -322,13 +348,6 @@ def run_tour(notebooks: list[Path], out: Path, *, device: str, timeout: float = 
             signal.signal(signal.SIGINT, old_handler)
         if bar is not None:
             bar.close()
-    claims = [ClaimRow(**json.loads(line)) for line in claims_file.read_text().splitlines() if line.strip()] \
-        if claims_file.exists() else []
-    if site is not None:
-        _finish_site(site, notebooks, runs, claims, summaries, executed, interrupted=runner.interrupted)
-    if runner.interrupted:
-        raise TourInterrupted(runs, claims)
-    return runs, claims
 
 
 def _html_escape(text: str) -> str:

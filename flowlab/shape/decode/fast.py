@@ -33,7 +33,8 @@ from torch import Tensor
 from ...errors import FlowlabError
 from ..models.dit import ShapeDiT
 from ..models.vae import KV, GeoDecoder
-from .volume import brick_order, grid_axis, grid_points, octree_levels, query_selected, refine_level
+from .volume import (RELEASE_OCTREE, brick_order, grid_axis, grid_points, octree_levels, query_selected,
+                     refine_level)
 
 __all__ = ["compile_blocks", "uncompile_blocks", "GraphedVelocity", "skip_noop_steps", "decode_dense_fast",
            "compiled_query", "marching_cubes_parallel", "decode_hierarchical_fast", "selected_query"]
@@ -180,7 +181,7 @@ def _query_points(kv: KV, axis: Tensor, flat: Tensor, out: Tensor, step: int,
 
 
 @torch.no_grad()
-def decode_hierarchical_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, bounds: float = 1.01,
+def decode_hierarchical_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = RELEASE_OCTREE, *, bounds: float = 1.01,
                              chunk_size: int = 131072, min_resolution: int = 63, threshold: float = 0.95,
                              query: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
     """Coarse-to-fine logits, as :func:`flowlab.shape.decode.volume.decode_hierarchical` (the same levels,
@@ -220,7 +221,7 @@ def decode_hierarchical_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 
 
 
 @torch.no_grad()
-def decode_dense_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, bounds: float = 1.01,
+def decode_dense_fast(geo: GeoDecoder, tokens: Tensor, resolution: int = RELEASE_OCTREE, *, bounds: float = 1.01,
                       chunk_size: int = 131072,
                       query: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
     """Logits on the full ``(R + 1)^3`` grid, as :func:`flowlab.shape.decode.volume.decode_dense`.

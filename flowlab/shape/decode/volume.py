@@ -18,11 +18,31 @@ from torch import Tensor
 
 from ..models.vae import KV, GeoDecoder
 
-__all__ = ["grid_axis", "grid_points", "decode_dense", "decode_hierarchical", "octree_levels", "refine_level",
-           "brick_order", "query_selected"]
+__all__ = ["RELEASE_OCTREE", "check_resolution", "grid_axis", "grid_points", "decode_dense", "decode_hierarchical",
+           "octree_levels", "refine_level", "brick_order", "query_selected"]
+
+#: The octree resolution the released Hunyuan3D-2 models decode at. A model folder may say otherwise
+#: (the mini model's config.yaml: ``flowlab.octree_resolution: 128``); :func:`flowlab.shape.load.config.octree_default`
+#: reads it, and :class:`~flowlab.shape.pipeline.ShapePipeline` keeps it as its ``octree``.
+RELEASE_OCTREE = 384
 
 #: Progress callback: called with the number of points just decoded.
 Progress = Callable[[int], None]
+
+
+def check_resolution(resolution: object, batch: int = 1, *, name: str = "octree") -> int:
+    """``resolution`` as a whole number >= 1 whose float32 volume fits in memory, else a FlowlabError.
+
+    The estimate is the ``(batch, R + 1, R + 1, R + 1)`` float32 volume plus marching cubes' two working
+    copies of it on the host. ``name`` is how the message calls the value (the CLI passes its flag).
+    """
+    from ...limits import check_count, check_memory
+
+    check_count(resolution, name)
+    n = int(resolution) + 1
+    check_memory(batch * n ** 3 * 4 * 3, f"{name} {resolution} ({n}^3 = {n ** 3:.3g} grid points)",
+                 f"use a smaller {name} (the released models decode at {RELEASE_OCTREE})")
+    return int(resolution)
 
 
 def grid_axis(resolution: int, bounds: float = 1.01) -> Tensor:
@@ -65,7 +85,7 @@ def _query_chunks(geo: GeoDecoder, kv: KV, axis: Tensor, flat_index: Tensor | in
 
 
 @torch.no_grad()
-def decode_dense(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, bounds: float = 1.01,
+def decode_dense(geo: GeoDecoder, tokens: Tensor, resolution: int = RELEASE_OCTREE, *, bounds: float = 1.01,
                  chunk_size: int = 8000, progress: Progress | None = None) -> Tensor:
     """Logits on the full ``(R + 1)^3`` grid.
 
@@ -137,7 +157,7 @@ def refine_level(logits: Tensor, resolution: int, threshold: float) -> tuple[Ten
 
 
 @torch.no_grad()
-def decode_hierarchical(geo: GeoDecoder, tokens: Tensor, resolution: int = 384, *, bounds: float = 1.01,
+def decode_hierarchical(geo: GeoDecoder, tokens: Tensor, resolution: int = RELEASE_OCTREE, *, bounds: float = 1.01,
                         chunk_size: int = 8000, min_resolution: int = 63, threshold: float = 0.95,
                         progress: Progress | None = None) -> Tensor:
     """Coarse-to-fine logits on the same ``(R + 1)^3`` grid as :func:`decode_dense`.

@@ -91,8 +91,8 @@ def _split_repo(spec: str) -> tuple[str, str] | None:
 def _how_to_get(repo: str | None, subfolder: str | None) -> str:
     r = repo or "tencent/Hunyuan3D-2"
     s = subfolder or "hunyuan3d-dit-v2-0"
-    return (f"Get the weights with `huggingface-cli download {r} --include '{s}/*'` (or pass --download to fetch "
-            f"them now), or put the folder under ${MODELS_ENV}/{r}/{s}, or pass --model /path/to/{s}")
+    return (f"Get the weights with `huggingface-cli download {r} --include '{s}/*'` (or pass download=True to "
+            f"fetch them now), or put the folder under ${MODELS_ENV}/{r}/{s}, or pass model= /path/to/{s}")
 
 
 def _hf_cached(repo: str, subfolder: str, download: bool) -> Path | None:
@@ -167,7 +167,7 @@ def find_model_folder(spec: str | os.PathLike, *, subfolder: str | None = None, 
         folder = _hf_cached(repo_sub[0], repo_sub[1], download)
     if folder is None:
         if p.is_file():
-            raise FlowlabError(f"--model {spec_s!r} is a file; pass the folder that holds config.yaml and "
+            raise FlowlabError(f"model= {spec_s!r} is a file; pass the folder that holds config.yaml and "
                                f"model{{.fp16}}.{{safetensors,ckpt}}")
         raise FlowlabError(f"weights not found for {spec_s!r}; tried: " + "; ".join(tried) + ". "
                            + _how_to_get(*(repo_sub or (None, None))))
@@ -176,7 +176,7 @@ def find_model_folder(spec: str | os.PathLike, *, subfolder: str | None = None, 
     if weights is None:
         looked = ", ".join(weight_candidates(variant))
         present = sorted(p.name for p in folder.glob("model*") if p.is_file())
-        hint = (f" The folder has {', '.join(present)}: pick its variant with --variant "
+        hint = (f" The folder has {', '.join(present)}: pick its variant with variant= "
                 f"({', '.join(sorted({_variant_of(n) for n in present}))})." if present else " ")
         raise FlowlabError(f"{folder}: no weight file for variant {variant!r} (looked for {looked}).{hint} "
                            + _how_to_get(*(repo_sub or (None, None))))

@@ -9,7 +9,7 @@ from ..models.dit import DiTConfig
 from ..models.vae import VAEConfig
 
 __all__ = ["check_config_values", "dit_config_from_params", "vae_config_from_params", "estimate_model_bytes",
-           "check_model_fits"]
+           "check_model_fits", "octree_default"]
 
 #: Sections besides model / vae whose values flowlab reads: key -> (type, low, high) with high None = no bound.
 _OTHER_SECTIONS = {
@@ -147,3 +147,20 @@ def vae_config_from_params(params: dict) -> VAEConfig:
         raise FlowlabError(f"config.yaml vae.params is incomplete: {e}") from None
     except ValueError as e:
         raise FlowlabError(f"config.yaml vae.params: {e}") from None
+
+
+def octree_default(cfg: dict, source: Path | str) -> int:
+    """The octree resolution a model folder decodes at: ``flowlab.octree_resolution`` of its config.yaml
+    (the mini model's: 128), else the release's :data:`~flowlab.shape.decode.volume.RELEASE_OCTREE` (384).
+
+    The one source of that default for the library and the CLI alike."""
+    from ..decode.volume import RELEASE_OCTREE
+
+    hints = cfg.get("flowlab") or {}
+    if not isinstance(hints, dict) or "octree_resolution" not in hints:
+        return RELEASE_OCTREE
+    value = hints["octree_resolution"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FlowlabError(f"{source}: flowlab.octree_resolution = {value!r} must be a whole number >= 1 "
+                           f"(the release's is {RELEASE_OCTREE})")
+    return value

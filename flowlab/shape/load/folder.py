@@ -12,7 +12,7 @@ from ..models.dit import ShapeDiT
 from ..models.vae import ShapeVAE
 from ..pipeline import ShapePipeline
 from .checkpoint import ModelFolder, find_model_folder, load_strict, read_state_dict, split_prefixed, target_kind
-from .config import check_config_values, dit_config_from_params, vae_config_from_params
+from .config import check_config_values, dit_config_from_params, octree_default, vae_config_from_params
 
 __all__ = ["load_pipeline", "load_conditioner"]
 
@@ -57,7 +57,7 @@ def load_conditioner(folder: ModelFolder) -> nn.Module:
     state = split_prefixed(read_state_dict(folder.weights, ("conditioner.",))).get("conditioner")
     if not state:
         raise FlowlabError(f"{folder.weights}: the checkpoint has no 'conditioner.' weights; pass a precomputed "
-                           f"embedding (--embedding FILE) instead of an image")
+                           "embedding (sample_latents(cond=...)) instead of an image")
     with torch.device("meta"):
         cond = ImageConditioner.from_config(section)
     load_strict(cond, cond.load_checkpoint_state(state), what="conditioner ('conditioner.')", source=folder.weights)
@@ -86,9 +86,10 @@ def load_pipeline(model: str | os.PathLike, *, device: torch.device | str = "cpu
     cfg = folder.config
     check_config_values(cfg, folder.path / "config.yaml")
     if folder.is_standalone_vae:
-        raise FlowlabError(f"{folder.path} is a standalone VAE folder; --model needs a DiT folder such as "
-                           f"hunyuan3d-dit-v2-0 (pass the VAE folder as the VAE instead)")
+        raise FlowlabError(f"{folder.path} is a standalone VAE folder; model= needs a DiT folder such as "
+                           f"hunyuan3d-dit-v2-0 (pass the VAE folder as vae= instead)")
     cfg_path = folder.path / "config.yaml"
+    octree = octree_default(cfg, cfg_path)
     state = split_prefixed(read_state_dict(folder.weights, ("model.", "vae.")))
     for section in ("model", "vae"):
         if section not in state:
@@ -115,7 +116,8 @@ def load_pipeline(model: str | os.PathLike, *, device: torch.device | str = "cpu
         pcm_timesteps=int(sp.get("pcm_timesteps", 50)), shift=float(sp.get("shift", 1.0)),
         device=torch.device(device), dtype=dtype, folder=folder,
         image_size=int(proc.get("size", 512)),
-        border_ratio=float(proc.get("border_ratio", 0.15) if proc.get("border_ratio") is not None else 0.15))
+        border_ratio=float(proc.get("border_ratio", 0.15) if proc.get("border_ratio") is not None else 0.15),
+        octree=octree)
     if with_conditioner:
         pipe.load_conditioner()
     return pipe

@@ -97,7 +97,7 @@ class DinoImageEncoder(nn.Module):
             from transformers import Dinov2Config, Dinov2Model
         except ImportError:
             raise FlowlabError("the image conditioner needs transformers (pip install transformers); or pass a "
-                               "precomputed embedding (--embedding FILE)") from None
+                               "precomputed embedding (sample_latents(cond=...))") from None
         cfg = {k: v for k, v in config.items() if k not in ("torch_dtype", "dtype")}
         self.model = Dinov2Model(Dinov2Config(**cfg))
         self.model.eval()

@@ -139,7 +139,7 @@ def load_mini_image(image: "str | os.PathLike | object", size: int = 64) -> Tens
     rgb = rgba[..., :3] * alpha + (1 - alpha)  # on white
     if alpha.max() == 0 or float(np.ptp(rgb)) < 1e-3:
         raise FlowlabError("the image is empty: nothing but one colour (or fully transparent); give a picture "
-                           "of an object, e.g. `flowlab shape --model mini --primitive torus`")
+                           "of an object, e.g. flowlab.shape.data.render.to_pil(render(primitive('torus')))")
     side = max(w, h)
     canvas = np.ones((side, side, 3), np.float32)
     top, left = (side - h) // 2, (side - w) // 2

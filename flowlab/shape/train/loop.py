@@ -26,6 +26,8 @@ import copy
 import json
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -318,17 +320,34 @@ def _per_family(values: Tensor, family: Tensor) -> dict[str, float]:
     return out
 
 
-@torch.no_grad()
+@contextmanager
+def tf32(enabled: bool | None) -> Iterator[None]:
+    """TF32 for CUDA matmuls and cuDNN set to ``enabled`` inside the block (None: left as is); the caller's
+    settings are restored after it, also on an exception."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        if enabled is not None:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def evaluate(encoder, vae, dit, conditioner, scale: float, opts: TrainOptions, chunk: int = 50) -> dict:
+    """:func:`_evaluate` with full float32 matmuls on CUDA (TF32 is for training speed only); the caller's
+    TF32 settings are restored after."""
+    with tf32(False if torch.device(opts.device).type == "cuda" else None):
+        return _evaluate(encoder, vae, dit, conditioner, scale, opts, chunk)
+
+
+@torch.no_grad()
+def _evaluate(encoder, vae, dit, conditioner, scale: float, opts: TrainOptions, chunk: int = 50) -> dict:
     """Held-out shapes (seed EVAL_SEED, balanced over the families): VAE reconstruction IoU and
     image -> shape IoU (ShapePipeline, reversed convention, ``eval_steps`` calls, CFG ``eval_guidance``),
     both on the (R + 1)^3 decoding grid, R = ``eval_resolution``, against the analytic occupancy."""
     from ..pipeline import ShapePipeline
 
     dev = torch.device(opts.device)
-    if dev.type == "cuda":  # full float32 matmuls for the measurement (TF32 is for training speed only)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
     vae = copy.deepcopy(vae).float().eval()
     vae.config = replace(vae.config, scale_factor=scale)
     shapes = random_shapes(opts.eval_shapes, EVAL_SEED, balanced=True, device=dev)
@@ -342,11 +361,11 @@ def evaluate(encoder, vae, dit, conditioner, scale: float, opts: TrainOptions, c
         truth = occupancy_grid(s, res)
         surf, nrm = surface_points(s, opts.surface_points, g)
         z = encoder.eval()(surf, nrm).mode().float()
-        recon.append(volume_iou(pipe.decode_volume(z * scale, octree=res, chunk_size=100_000) > 0, truth).cpu())
+        recon.append(volume_iou(pipe.decode_volume(z * scale, octree=res, chunk_size=100_000, decode="dense") > 0, truth).cpu())
         cond = pipe.conditioner(to_model_input(render(s, opts.render_size)))
         for w in opts.guidance_sweep:
             lat = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=w, convention="reversed", seed=i)
-            gen[w].append(volume_iou(pipe.decode_volume(lat, octree=res, chunk_size=100_000) > 0, truth).cpu())
+            gen[w].append(volume_iou(pipe.decode_volume(lat, octree=res, chunk_size=100_000, decode="dense") > 0, truth).cpu())
         if i == 0:  # the flipped model in the conventional convention reaches the same latents
             lat_r = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=opts.eval_guidance, seed=i)
             lat_c = pipe.sample_latents(cond, steps=opts.eval_steps, guidance=opts.eval_guidance, seed=i,
@@ -389,14 +408,18 @@ def load_module(module: nn.Module, path: Path) -> nn.Module:
 def train(out: Path, cfg: MiniConfig = MINI, opts: TrainOptions = TrainOptions(), *,
           init: Path | None = None, stages: tuple[str, ...] = ("vae", "dit", "eval")) -> dict:
     """Run the stages, writing ``encoder / vae / dit / conditioner .safetensors`` (fp16) and ``train_log.json``
-    to ``out``. ``init``: a folder with those files to start from (e.g. to skip the VAE stage)."""
+    to ``out``. ``init``: a folder with those files to start from (e.g. to skip the VAE stage).
+    On CUDA the training runs with TF32 on; the caller's TF32 settings are restored after."""
+    with tf32(True if torch.device(opts.device).type == "cuda" else None):
+        return _train(out, cfg, opts, init=init, stages=stages)
+
+
+def _train(out: Path, cfg: MiniConfig, opts: TrainOptions, *, init: Path | None,
+           stages: tuple[str, ...]) -> dict:
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(opts.device)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     models = build_models(cfg, opts.seed)
     log: dict = {"config": {"vae": cfg.vae.as_dict(), "encoder": cfg.encoder.as_dict(), "dit": cfg.dit.as_dict(),
                             "image": dict(cfg.image)},

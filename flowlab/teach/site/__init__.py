@@ -18,7 +18,6 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from ...errors import FlowlabError
 from ...io import write_atomic
@@ -316,10 +315,6 @@ class Site:
         path = self.out / current.href
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_atomic(path, self.rewrite_links(current, body))
-
-
-def pages_named(pages: Iterable[Page], section: str) -> list[Page]:
-    return [p for p in pages if p.section == section]
 
 
 # -- the landing page ------------------------------------------------------------------------
