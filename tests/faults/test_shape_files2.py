@@ -192,3 +192,15 @@ def test_long_toy_runs_are_estimated_and_refused(tmp_path, argv) -> None:
     r = run_cli(*argv, cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert "would take about" in r.stderr and "pass --yes to run it anyway" in r.stderr
+
+
+def test_weights_retyped_as_int16_are_refused(tiny_folder, tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "int16"
+    shutil.copytree(tiny_folder, folder)
+    weights = next(p for p in folder.iterdir() if p.suffix == ".safetensors")
+    tensors = {k: v.to(torch.int16) for k, v in load_file(str(weights)).items()}
+    save_file(tensors, str(weights))
+    with pytest.raises(FlowlabError, match="has dtype torch.int16 .* are not floating point"):
+        load_pipeline(folder, dtype=torch.float32)
