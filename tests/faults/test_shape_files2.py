@@ -204,3 +204,12 @@ def test_weights_retyped_as_int16_are_refused(tiny_folder, tmp_path) -> None:
     save_file(tensors, str(weights))
     with pytest.raises(FlowlabError, match="has dtype torch.int16 .* are not floating point"):
         load_pipeline(folder, dtype=torch.float32)
+
+
+def test_export_with_an_image_width_from_the_log_beyond_memory(smoke_run, tmp_path) -> None:
+    run = _copy_run(smoke_run, tmp_path)
+    log = json.loads((run / "train_log.json").read_text())
+    log["config"]["image"]["width"] = 1_000_000_000
+    (run / "train_log.json").write_text(json.dumps(log))
+    with pytest.raises(FlowlabError, match="the image encoder in .* needs about"):
+        export_folder(run, tmp_path / "exported")

@@ -251,6 +251,17 @@ def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
         raise FlowlabError(f"{run / 'train_log.json'}: scale_factor = {scale!r} is not a finite number > 0 (the VAE "
                            "stage diverged or did not finish), so the exported model could not be loaded; run the "
                            "vae stage again")
+    image = log["config"].get("image")
+    if not isinstance(image, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                              for v in image.values()):
+        raise FlowlabError(f"{run / 'train_log.json'}: config.image = {image!r:.80} must map the image encoder's "
+                           "sizes to whole numbers >= 1; pass the --out folder of a finished run")
+    from ...limits import check_memory
+
+    check_memory(16.0 * image.get("width", 1) ** 2 * (image.get("layers", 1) + 1)
+                 + 4.0 * image.get("image_size", 1) ** 2 * image.get("width", 1),
+                 f"the image encoder in {run / 'train_log.json'} ({image})",
+                 "the training log is damaged: pass the --out folder of a finished run")
     tensors = {name: read_checkpoint(run / f"{name}.safetensors") for name in ("dit", "vae", "conditioner", "encoder")}
     dest.mkdir(parents=True, exist_ok=True)
     cond = PatchConditioner(**log["config"]["image"])
