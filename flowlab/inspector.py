@@ -28,10 +28,7 @@ Two inputs are accepted: a diffusers-style scheduler object (``set_timesteps``, 
 from __future__ import annotations
 
 import copy
-import difflib
-import importlib
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -42,6 +39,8 @@ from torch import Tensor
 from . import symbolic as S
 from .conventions import CONVENTIONS, Convention, T
 from .errors import FlowlabError
+from .inspector_card import Inspection, StepCoefficients, _fmt_list
+from .probe_exact import quiet_repeats
 
 __all__ = ["StepCoefficients", "Inspection", "inspect", "inspect_scheduler", "inspect_step", "schedule_step",
            "resolve_scheduler", "ALIASES"]
@@ -50,110 +49,6 @@ _ROWS = 6          # 0: (0, 0)  1: (1, 0)  2: (0, 1)  3..5: random (x, out)
 _WIDTH = 4         # entries per probe row
 _AFFINE_TOL = 1e-4  # relative residual allowed on the random rows (float32 schedulers)
 _UNIT_TOL = 1e-5   # |a - 1| and |c| below this: an Euler step
-
-
-@dataclass(frozen=True)
-class StepCoefficients:
-    """``x' = a x + b out + c`` at step ``i``, called with ``timestep``; ``residual`` on random rows."""
-
-    i: int
-    timestep: float
-    a: float
-    b: float
-    c: float
-    residual: float
-
-
-@dataclass(frozen=True)
-class Inspection:
-    """What the inspector found. ``affine`` False means nothing below ``steps`` was derived.
-
-    Attributes:
-        source: what was inspected.
-        n_calls: model calls (steps) probed.
-        steps: the per-step coefficients.
-        affine: every step reproduced its random rows with the recovered coefficients.
-        euler: every step is ``x + dt out`` (``a = 1``, ``c = 0``).
-        times: the recovered time grid ``tau_0 .. tau_n`` (``None`` when it cannot be anchored).
-        direction: ``"decreasing"`` (like sigma 1 -> 0) or ``"increasing"`` (like t 0 -> 1).
-        noop_steps: steps with ``dt = 0``.
-        effective_steps: steps that move the sample.
-        shift: fitted SD3 shift of the noise-level grid (1.0 = none), ``None`` if no fit.
-        model_time_scale: ``K`` with ``timestep = K tau`` when that holds for every step, else ``None``.
-        convention: matching flowlab convention name, ``None`` if none matches.
-        model_output: what the network must output (derived), e.g. ``"E - D"``.
-        data_prediction: the data prediction formula (derived), e.g. ``"x - sigma*v"``.
-        noise_prediction: the noise prediction formula (derived).
-        findings: plain-language statements (traps found, reasons for refusing).
-    """
-
-    source: str
-    n_calls: int
-    steps: tuple[StepCoefficients, ...]
-    affine: bool
-    euler: bool
-    times: tuple[float, ...] | None = None
-    direction: str | None = None
-    noop_steps: tuple[int, ...] = ()
-    effective_steps: int | None = None
-    shift: float | None = None
-    model_time_scale: float | None = None
-    convention: str | None = None
-    model_output: str | None = None
-    data_prediction: str | None = None
-    noise_prediction: str | None = None
-    findings: tuple[str, ...] = field(default_factory=tuple)
-
-    def as_dict(self) -> dict:
-        """Plain JSON-ready dict (non-finite numbers become ``None``)."""
-        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
-        out = {k: clean(v) for k, v in asdict(self).items()}
-        out["steps"] = [{k: clean(v) for k, v in asdict(s).items()} for s in self.steps]
-        for key in ("times", "noop_steps", "findings"):
-            if out[key] is not None:
-                out[key] = list(out[key])
-        return out
-
-    def card(self) -> str:
-        """The card as text (what ``flowlab inspect`` prints)."""
-        lines = [f"scheduler: {self.source}", f"model calls: {self.n_calls}"]
-        if not self.affine:
-            lines.append("affine in (sample, model_output): NO")
-            lines += [f"- {f}" for f in self.findings]
-            return "\n".join(lines)
-        lines.append("affine in (sample, model_output): yes (x' = a x + b out + c, checked on random inputs)")
-        if self.euler:
-            lines.append("update: Euler, x' = x + dt * out")
-        else:
-            lines.append("update: affine but not Euler (a != 1 or c != 0)")
-        if self.direction:
-            lines.append(f"direction of time: {self.direction}")
-        if self.times is not None:
-            lines.append(f"times: {_fmt_list(self.times)}")
-        if self.effective_steps is not None:
-            lines.append(f"effective steps: {self.effective_steps} of {self.n_calls} calls"
-                         + (f" (no-op steps: {list(self.noop_steps)})" if self.noop_steps else ""))
-        if self.shift is not None:
-            lines.append(f"shift: {self.shift:.4f}" + ("" if abs(self.shift - 1) > 1e-3 else " (none)"))
-        if self.model_time_scale is not None:
-            lines.append(f"model is called with timestep = {self.model_time_scale:g} * time")
-        if self.convention:
-            lines.append(f"convention: {self.convention}")
-        if self.model_output:
-            lines.append(f"model output expected: {self.model_output}")
-        if self.data_prediction:
-            lines.append(f"data prediction: {self.data_prediction}")
-        if self.noise_prediction:
-            lines.append(f"noise prediction: {self.noise_prediction}")
-        lines += [f"- {f}" for f in self.findings]
-        return "\n".join(lines)
-
-
-def _fmt_list(vals: Sequence[float]) -> str:
-    if len(vals) <= 8:
-        return "[" + ", ".join(f"{v:.5g}" for v in vals) + "]"
-    return ("[" + ", ".join(f"{v:.5g}" for v in vals[:3]) + ", ..., "
-            + ", ".join(f"{v:.5g}" for v in vals[-3:]) + f"] ({len(vals)} points)")
 
 
 # ---- probing --------------------------------------------------------------------------------------
@@ -209,7 +104,7 @@ def _probe(step: Callable[[Tensor, Tensor, Tensor], object], timesteps: Sequence
             raise
         except Exception as exc:  # the foreign step failed on plain tensors
             raise FlowlabError(f"calling step {i} (timestep {float(t):.6g}) with model_output and sample of shape "
-                               f"{tuple(x.shape)} failed: {type(exc).__name__}: {exc}") from None
+                               f"{tuple(x.shape)} failed: {type(exc).__name__}: {exc}{_repeat_hint(timesteps)}") from None
         if y.shape != x.shape:
             raise FlowlabError(f"step {i} returned shape {tuple(y.shape)} for a sample of shape {tuple(x.shape)}; "
                                "expected the next sample, shaped like the sample")
@@ -291,8 +186,39 @@ def _derive_ve() -> tuple[str, str, str]:
             "v (the output itself)")
 
 
-def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], anchor: Sequence[float] | None,
-             num_train_timesteps: int | None, order: int) -> Inspection:
+def _shift_and_notes(times: Tensor, t_start: float, t_end: float, num_train_timesteps: int | None,
+                     notes: list[str]) -> float | None:
+    """SD3 shift of the noise-level grid (``None`` if none fits); notes on a final step and diffusers #13243."""
+    shift = None
+    u = (times - t_end) / (t_start - t_end)
+    keep = torch.cat([torch.ones(1, dtype=torch.bool), (u[1:] - u[:-1]).abs() > 1e-9])
+    u = u[keep]  # distinct noise levels, 1 -> 0
+    # a 1-parameter fit needs 4 distinct levels to say anything (3 are always "uniform" for some s)
+    s_all, r_all = _fit_shift(u) if u.numel() >= 4 else (None, math.inf)
+    if r_all <= 1e-4:
+        shift = s_all
+    elif u.numel() >= 5:
+        s_in, r_in = _fit_shift(u[:-1])
+        if r_in <= 1e-4:
+            shift = s_in
+            w_min = float(_unshift(u[-2:-1], s_in))
+            last = float(u[-2])
+            notes.append(f"the grid is uniform (after the shift) from noise down to noise level {last:.5f}, "
+                         "then a final step to the data")
+            if num_train_timesteps and abs(s_in - 1) > 1e-3:
+                once = s_in * (1 / num_train_timesteps) / (1 + (s_in - 1) / num_train_timesteps)
+                if abs(w_min - once) <= 1e-5 * max(1.0, once) + 1e-7:
+                    notes.append(f"terminal noise level is shifted twice (diffusers #13243): last nonzero level "
+                                 f"{last:.5f} = shift(shift(1/{num_train_timesteps})) instead of "
+                                 f"shift(1/{num_train_timesteps}) = {once:.5f}")
+    if shift is not None and abs(shift - 1) > 1e-3:
+        notes.append(f"shift {shift:.4f} (= exp({math.log(shift):.4f}); dynamic shifting with mu gives exp(mu)): "
+                     + ("steps crowd toward noise" if shift > 1 else "steps crowd toward data"))
+    return shift
+
+
+def _refusal(source: str, coeffs: list[StepCoefficients], findings: list[str], order: int) -> Inspection | None:
+    """The card when the steps are not affine, or affine but not Euler (nothing more is derived); else ``None``."""
     n = len(coeffs)
     bad = [c for c in coeffs if not c.residual <= _AFFINE_TOL]
     if findings or bad:
@@ -308,8 +234,8 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
                           findings=tuple(findings))
 
     euler = all(abs(c.a - 1) <= _UNIT_TOL and abs(c.c) <= _UNIT_TOL for c in coeffs)
-    notes: list[str] = []
     if not euler:
+        notes: list[str] = []
         a_lo, a_hi = min(c.a for c in coeffs), max(c.a for c in coeffs)
         notes.append(f"the sample coefficient a runs {a_lo:.4g} .. {a_hi:.4g} (not 1): the step rescales the sample, "
                      "as DDIM / VP schedulers do; it is an Euler step of y = x / K with K_(i+1) = a_i K_i "
@@ -317,6 +243,16 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
         return Inspection(source=source, n_calls=n, steps=tuple(coeffs), affine=True, euler=False,
                           findings=tuple(notes))
 
+    return None
+
+
+def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], anchor: Sequence[float] | None,
+             num_train_timesteps: int | None, order: int) -> Inspection:
+    n = len(coeffs)
+    early = _refusal(source, coeffs, findings, order)
+    if early is not None:
+        return early
+    notes: list[str] = []
     dts = torch.tensor([c.b for c in coeffs], dtype=torch.float64)
     noop = tuple(int(i) for i in (dts.abs() <= 1e-9).nonzero().flatten().tolist())
     moving = dts[dts.abs() > 1e-9]
@@ -363,32 +299,7 @@ def _analyse(source: str, coeffs: list[StepCoefficients], findings: list[str], a
         if ratios and max(ratios) - min(ratios) <= 1e-4 * max(1.0, abs(ratios[0])):
             scale = sum(ratios) / len(ratios)
 
-    shift = None
-    if t_start is not None:
-        u = (times - t_end) / (t_start - t_end)
-        keep = torch.cat([torch.ones(1, dtype=torch.bool), (u[1:] - u[:-1]).abs() > 1e-9])
-        u = u[keep]  # distinct noise levels, 1 -> 0
-        # a 1-parameter fit needs 4 distinct levels to say anything (3 are always "uniform" for some s)
-        s_all, r_all = _fit_shift(u) if u.numel() >= 4 else (None, math.inf)
-        if r_all <= 1e-4:
-            shift = s_all
-        elif u.numel() >= 5:
-            s_in, r_in = _fit_shift(u[:-1])
-            if r_in <= 1e-4:
-                shift = s_in
-                w_min = float(_unshift(u[-2:-1], s_in))
-                last = float(u[-2])
-                notes.append(f"the grid is uniform (after the shift) from noise down to noise level {last:.5f}, "
-                             "then a final step to the data")
-                if num_train_timesteps and abs(s_in - 1) > 1e-3:
-                    once = s_in * (1 / num_train_timesteps) / (1 + (s_in - 1) / num_train_timesteps)
-                    if abs(w_min - once) <= 1e-5 * max(1.0, once) + 1e-7:
-                        notes.append(f"terminal noise level is shifted twice (diffusers #13243): last nonzero level "
-                                     f"{last:.5f} = shift(shift(1/{num_train_timesteps})) instead of "
-                                     f"shift(1/{num_train_timesteps}) = {once:.5f}")
-        if shift is not None and abs(shift - 1) > 1e-3:
-            notes.append(f"shift {shift:.4f} (= exp({math.log(shift):.4f}); dynamic shifting with mu gives exp(mu)): "
-                         + ("steps crowd toward noise" if shift > 1 else "steps crowd toward data"))
+    shift = _shift_and_notes(times, t_start, t_end, num_train_timesteps, notes) if t_start is not None else None
     for i in noop:
         t_here = float(times[i]) if times is not None else float("nan")
         notes.append(f"step {i} is a no-op: the model is called at time {t_here:.5g} but dt = 0, a wasted call "
@@ -430,6 +341,44 @@ def _expected(obj: object) -> FlowlabError:
         f"sample with its timesteps; got {what}")
 
 
+def _set_timesteps(sched: object, kwargs: dict) -> list:
+    """``sched.set_timesteps(**kwargs)``, then the timesteps it made, refused when degenerate."""
+    call = f"{type(sched).__name__}.set_timesteps({', '.join(f'{k}={_short(v)}' for k, v in kwargs.items())})"
+    try:
+        with quiet_repeats():
+            sched.set_timesteps(**kwargs)
+    except Exception as exc:  # the foreign scheduler's own failure, e.g. OverflowError in exp(mu)
+        hint = "; a smaller |mu| or shift" if isinstance(exc, (OverflowError, ZeroDivisionError)) else ""
+        raise FlowlabError(f"{call} failed: {type(exc).__name__}: {exc}{hint}") from None
+    timesteps = getattr(sched, "timesteps", None)
+    if timesteps is None:
+        raise _expected(sched)
+    ts = [float(t) for t in timesteps]
+    sig = getattr(sched, "sigmas", None)
+    levels = [float(v) for v in sig] if isinstance(sig, Tensor) and sig.ndim == 1 else []
+    if not ts or not all(math.isfinite(t) for t in ts + levels):
+        raise FlowlabError(f"{call} made a degenerate schedule (timesteps {_fmt_list(ts)}"
+                           + (f", noise levels {_fmt_list(levels)}" if levels else "")
+                           + "): it has no steps or holds NaN / inf; the shift, mu or sigmas are out of range")
+    return list(timesteps)
+
+
+def _short(v: object) -> str:
+    if isinstance(v, np.ndarray):
+        return _fmt_list(v.tolist())
+    return f"{v:g}" if isinstance(v, float) else repr(v)
+
+
+def _repeat_hint(timesteps: Sequence[object]) -> str:
+    ts = [float(t) for t in timesteps]
+    rep = sorted({t for t in ts if ts.count(t) > 1})
+    if not rep:
+        return ""
+    return (f"; the schedule calls the model at the same timestep more than once ({', '.join(f'{t:g}' for t in rep[:3])}"
+            f" in {_fmt_list(ts)}): a scheduler that looks a step up by its timestep cannot tell those steps apart, "
+            "so give distinct sigmas (or a smaller shift / |mu|, whose noise levels then stay distinct)")
+
+
 def inspect_scheduler(scheduler: object, num_inference_steps: int | None = 10, *,
                       sigmas: Sequence[float] | None = None, mu: float | None = None,
                       source: str | None = None, dtype: torch.dtype = torch.float32, seed: int = 0) -> Inspection:
@@ -450,16 +399,10 @@ def inspect_scheduler(scheduler: object, num_inference_steps: int | None = 10, *
             raise FlowlabError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
         kwargs["num_inference_steps"] = num_inference_steps
     if mu is not None:
+        if not math.isfinite(float(mu)):
+            raise FlowlabError(f"mu = {mu!r} is not a finite number (dynamic shifting uses shift = exp(mu))")
         kwargs["mu"] = float(mu)
-    try:
-        sched.set_timesteps(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise FlowlabError(f"{type(scheduler).__name__}.set_timesteps({', '.join(f'{k}=...' for k in kwargs)}) "
-                           f"failed: {exc}") from None
-    timesteps = getattr(sched, "timesteps", None)
-    if timesteps is None:
-        raise _expected(scheduler)
-    timesteps = list(timesteps)
+    timesteps = _set_timesteps(sched, kwargs)
     holder = {"s": sched}
 
     def step(v: Tensor, t: Tensor | float, x: Tensor) -> object:
@@ -469,13 +412,26 @@ def inspect_scheduler(scheduler: object, num_inference_steps: int | None = 10, *
         twin = copy.deepcopy(holder["s"])
         return lambda v, t, x: twin.step(v, t, x)
 
-    coeffs, findings = _probe(step, timesteps, snapshot, dtype, seed)
+    with quiet_repeats():
+        coeffs, findings = _probe(step, timesteps, snapshot, dtype, seed)
+    declared = _declared_order(sched)
+    if not findings and any(not c.residual <= _AFFINE_TOL for c in coeffs):
+        from .probe_exact import drive
+
+        return drive(scheduler, kwargs, source or type(scheduler).__name__, declared)
     sig = getattr(sched, "sigmas", None)
     anchor = [float(s) for s in sig] if isinstance(sig, Tensor) and sig.ndim == 1 else None
     config = getattr(sched, "config", None)
     n_train = getattr(config, "num_train_timesteps", None) if config is not None else None
-    order = int(getattr(sched, "order", 1) or 1)
-    return _analyse(source or type(scheduler).__name__, coeffs, findings, anchor, n_train, order)
+    return _analyse(source or type(scheduler).__name__, coeffs, findings, anchor, n_train, declared or 1)
+
+
+def _declared_order(sched: object) -> int | None:
+    cfg = getattr(sched, "config", None)
+    for v in (getattr(cfg, "solver_order", None) if cfg is not None else None, getattr(sched, "order", None)):
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+            return v
+    return None
 
 
 def inspect_step(step: Callable[[Tensor, Tensor, Tensor], object], timesteps: Sequence[float] | Tensor, *,
@@ -534,46 +490,6 @@ def schedule_step(schedule: Tensor) -> tuple[Callable[[Tensor, Tensor, Tensor], 
     return step, starts
 
 
-# ---- names for the CLI ------------------------------------------------------------------------------
+# ---- names for the CLI (kept importable from here) ------------------------------------------------
 
-#: Names ``flowlab inspect`` understands besides dotted class paths.
-ALIASES: dict[str, str] = {
-    "hunyuan3d2": "Hunyuan3D-2 shapegen scheduler as its pipeline drives it (sigmas = linspace(0, 1, N)); "
-                  "hy3dgen's own class when installed, else flowlab.schedules.hunyuan_compat",
-}
-
-_KNOWN_DOTTED = (
-    "diffusers.FlowMatchEulerDiscreteScheduler",
-    "diffusers.FlowMatchHeunDiscreteScheduler",
-    "diffusers.DDIMScheduler",
-    "diffusers.EulerDiscreteScheduler",
-    "hy3dgen.shapegen.schedulers.FlowMatchEulerDiscreteScheduler",
-)
-
-
-def _suggest(name: str, pool: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(set(pool)), n=3, cutoff=0.5)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
-
-
-def resolve_scheduler(name: str) -> type:
-    """Import ``"package.module.ClassName"`` and return the class; clear errors with suggestions."""
-    if not isinstance(name, str) or "." not in name:
-        raise FlowlabError(f"expected a dotted class name such as diffusers.FlowMatchEulerDiscreteScheduler or one "
-                           f"of {', '.join(ALIASES)}, got {name!r}.{_suggest(str(name), list(ALIASES) + list(_KNOWN_DOTTED))}")
-    module_name, attr = name.rsplit(".", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise FlowlabError(f"cannot import module {module_name!r} ({exc}).{_suggest(name, _KNOWN_DOTTED)}") from None
-    obj = getattr(module, attr, None)
-    if obj is None:
-        try:
-            pool = [f"{module_name}.{a}" for a in dir(module) if "Schedul" in a and not a.startswith("_")]
-        except Exception:  # lazy modules may fail listing  # pragma: no cover
-            pool = []
-        raise FlowlabError(f"module {module_name!r} has no attribute {attr!r}."
-                           f"{_suggest(name, pool + list(_KNOWN_DOTTED))}")
-    if not isinstance(obj, type):
-        raise FlowlabError(f"{name} is a {type(obj).__name__}, not a scheduler class")
-    return obj
+from .scheduler_import import ALIASES, resolve_scheduler  # noqa: E402

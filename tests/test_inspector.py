@@ -174,12 +174,14 @@ def test_diffusers_inverted_sigmas_read_as_reversed():
 
 
 @diffusers_only
-def test_diffusers_heun_is_refused_as_history_dependent():
+def test_diffusers_heun_is_driven_with_the_exact_model():
     import diffusers
 
     r = inspect(diffusers.FlowMatchHeunDiscreteScheduler(), 5)
-    assert not r.affine
-    assert any("earlier calls" in f and "order = 2" in f for f in r.findings)
+    assert not r.affine and r.driven and r.derived
+    assert r.solver_order == 2 and r.n_calls == 9  # 5 steps, the last one first-order: 2 * 5 - 1 calls
+    assert r.convention == "conventional" and r.model_output == "E - D" and r.direction == "decreasing"
+    assert any("earlier model outputs" in f and "order 2" in f for f in r.findings)
 
 
 @diffusers_only
@@ -213,7 +215,7 @@ def test_cli_inspect_shift3(capsys):
 def test_cli_errors(capsys):
     assert main(["inspect", "diffusers.FlowMatchEulerDiscretScheduler"]) == 1
     assert "Did you mean: diffusers.FlowMatchEulerDiscreteScheduler" in capsys.readouterr().err
-    assert main(["inspect", "diffusers.FlowMatchHeunDiscreteScheduler"]) == 1
+    assert main(["inspect", "diffusers.DDIMScheduler"]) == 1  # clip_sample=True: clips, lands on nothing
     assert "NO" in capsys.readouterr().out
     assert main(["inspect", "diffusers.DDIMScheduler", "--shift", "2"]) == 1
     assert "drop --shift" in capsys.readouterr().err

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..conventions import CONVENTIONAL, REVERSED
+
 NAME = "derive"
 HELP = "derive the endpoint predictions (pred_x0, pred_x1) of a convention and say which one is the data"
 DESCRIPTION = """\
@@ -38,7 +40,7 @@ Examples:
   flowlab derive                                 both conventions, human-readable
   flowlab derive --convention reversed --json    Hunyuan3D-2's convention as JSON"""
 
-CHOICES = ("conventional", "reversed", "both")
+CHOICES = (CONVENTIONAL.name, REVERSED.name, "both")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +56,7 @@ def derive(which: str) -> dict:
 
     if which not in CHOICES:
         raise FlowlabError(f"unknown convention {which!r}; choose one of {', '.join(CHOICES)}")
-    names = ["conventional", "reversed"] if which == "both" else [which]
+    names = [CONVENTIONAL.name, REVERSED.name] if which == "both" else [which]
     return {
         "conventions": [Y.convention_report(name) for name in names],
         "map": {

@@ -5,5 +5,6 @@ form) and returns a :class:`~flowlab.testing.report.Report` whose findings name 
 :data:`~flowlab.testing.report.FINDING_CODES`).
 """
 from .report import FINDING_CODES, Finding, Report
+from .scheduler import check_scheduler
 
-__all__ = ["FINDING_CODES", "Finding", "Report"]
+__all__ = ["FINDING_CODES", "Finding", "Report", "check_scheduler"]

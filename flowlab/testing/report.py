@@ -26,6 +26,8 @@ FINDING_CODES: dict[str, str] = {
     "not_at_data": "the loop stops short of the data endpoint",
     "sign_flip": "the velocity enters the update with the wrong sign",
     "wrong_shift": "the schedule is shifted by a different amount or in the other direction than expected",
+    "wrong_output": "the scheduler expects a different model output (velocity E - D / D - E, epsilon, data, v) than declared",
+    "solver_order": "the scheduler's solver order (1 = Euler / DDIM, 2 = Heun / DPM-Solver++(2M), ...) is not the declared one",
     "bad_output": "the loop's output has the wrong shape, dtype or device, or is not finite",
     "mutates_input": "the loop or function overwrites a tensor it was given",
     "unknown_mismatch": "the result is wrong and matches none of the known mistakes",

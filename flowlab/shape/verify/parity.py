@@ -17,7 +17,7 @@ import torch
 from ..models.dit import ShapeDiT
 from ..decode.isosurface import max_nearest_distance
 from ..decode.mesh import marching_cubes
-from ..pipeline import ShapePipeline
+from ..pipeline import SAMPLING_CONVENTIONS, ShapePipeline
 from ..load.config import dit_config_from_params, vae_config_from_params
 from ..models.vae import ShapeVAE
 from ..decode.volume import decode_dense
@@ -106,7 +106,7 @@ def parity_report(data_dir: str | Path | None = None) -> list[ParityRow]:
              "turbo_f32": ("dit_guided", torch.float32, "consistency"),
              "turbo_f16": ("dit_guided", torch.float16, "consistency")}
     for tag, (dit_name, dtype, scheduler) in cases.items():
-        for conv in ("reversed", "conventional"):
+        for conv in (c.name for c in SAMPLING_CONVENTIONS):
             # the pipeline casts its modules in place: copies keep the float32 originals
             pipe = ShapePipeline(dit=copy.deepcopy(dits[dit_name]), vae=copy.deepcopy(vaes["vae"]),
                                  scheduler=scheduler, pcm_timesteps=100, dtype=dtype)
