@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     check_fits(args.n, gmm.n_components, toy.dim, device)
     x0 = noise(args.n, toy.dim, args.seed, device, dtype)
     check_time(gmm.velocity_model(CONVENTIONAL), x0, shifted(args.steps, CONVENTIONAL, args.shift, dtype=dtype,
-                                                             device=device), args.method, 3, args.yes)
+                                                             device=device), args.method, 3, args.yes, CONVENTIONAL)
 
     finals, rows, seconds = {}, {}, {}
     for conv in (CONVENTIONAL, REVERSED):

@@ -56,28 +56,27 @@ def check_fits(n: int, n_components: int, dim: int, device: torch.device) -> Non
                  "use a smaller --n (run several seeds and concatenate if you need more)", device)
 
 
-#: Model calls per step of each method (the estimate of check_time).
-CALLS_PER_STEP = {"euler": 1, "heun": 2, "midpoint": 2}
 #: Rows of the probe call that measures this machine's rate.
 PROBE_ROWS = 32768
+#: Steps of the probe run.
+PROBE_STEPS = 10
 
 
-def check_time(model, x0: Tensor, schedule: Tensor, method: str, runs: int, yes: bool) -> float:
-    """Estimate the sampling time from one timed model call on at most PROBE_ROWS rows; refuse beyond the
-    work limit (flowlab.commands._common.WORK_LIMIT_SECONDS) without --yes. Returns the estimate (seconds)."""
+def check_time(model, x0: Tensor, schedule: Tensor, method: str, runs: int, yes: bool, conv=None) -> float:
+    """Estimate the sampling time from a short timed run of the real sampler (its first steps, at most
+    PROBE_ROWS rows); refuse beyond the work limit (flowlab.commands._common.WORK_LIMIT_SECONDS) without --yes.
+    Returns the estimate (seconds)."""
+    conv = conv if conv is not None else get_convention("conventional")
     probe = x0[:PROBE_ROWS]
-    t = schedule[:1].expand(probe.shape[0])
-    model(probe, t)  # warm-up (first-call allocations)
-    best = float("inf")
-    for _ in range(2):  # the faster of two calls: a busy machine only slows one of them
-        start = time.perf_counter()
-        model(probe, t)
-        if probe.device.type == "cuda":
-            torch.cuda.synchronize(probe.device)
-        best = min(best, time.perf_counter() - start)
-    per_row = best / probe.shape[0]
-    calls = (schedule.shape[0] - 1) * CALLS_PER_STEP.get(method, 2) * runs
-    seconds = per_row * x0.shape[0] * calls
+    k = min(schedule.shape[0] - 1, PROBE_STEPS)
+    part = schedule[:k + 1]
+    sample(model, probe, part, conv, method=method, check_finite=False, check_schedule=False)  # warm-up
+    start = time.perf_counter()
+    sample(model, probe, part, conv, method=method, check_finite=False, check_schedule=False)
+    if probe.device.type == "cuda":
+        torch.cuda.synchronize(probe.device)
+    per_step = (time.perf_counter() - start) / k * x0.shape[0] / probe.shape[0]
+    seconds = per_step * (schedule.shape[0] - 1) * runs
     check_work(seconds, f"{x0.shape[0]} samples x {schedule.shape[0] - 1} {method} steps"
                + (f" x {runs} runs" if runs > 1 else ""), "use a smaller --n or --steps", yes=yes)
     return seconds
@@ -193,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     schedule = shifted(args.steps, conv, args.shift, dtype=dtype, device=device)
     x0 = noise(args.n, toy.dim, args.seed, device, dtype)
     gen = torch.Generator(device=device).manual_seed(derived_seed(args.seed, 3))
-    check_time(model.model, x0, schedule, args.method, 1, args.yes)
+    check_time(model.model, x0, schedule, args.method, 1, args.yes, conv)
     start = time.perf_counter()
     x = sample(model, x0, schedule, conv, method=args.method, churn=args.churn, generator=gen)
     if device.type == "cuda":

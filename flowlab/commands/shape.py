@@ -135,6 +135,22 @@ class _WorkMeter:
             check_work(elapsed / self.done * self.total, self.what, self.hint, yes=self.yes)
 
 
+def _check_decode_time(pipe, latents, points: int, octree: int, args: argparse.Namespace) -> None:
+    """Time a dense decode of a small grid (about 4 chunks of --chunk-size points) and refuse, with the estimate
+    for ``points`` queries, beyond the work limit without --yes."""
+    import time
+
+    from ._common import check_work
+
+    r = max(1, min(31, round((4 * args.chunk_size) ** (1 / 3)) - 1))
+    pipe.decode_volume(latents, octree=r, chunk_size=args.chunk_size, decode="dense")  # warm-up
+    start = time.perf_counter()
+    pipe.decode_volume(latents, octree=r, chunk_size=args.chunk_size, decode="dense")
+    per_point = (time.perf_counter() - start) / (r + 1) ** 3
+    check_work(per_point * points, f"decoding --octree {octree} with --chunk-size {args.chunk_size}",
+               "use a smaller --octree or a larger --chunk-size", yes=args.yes)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -186,10 +202,9 @@ def run(args: argparse.Namespace) -> int:
                file=sys.stderr, disable=quiet)
     # hierarchical: a coarse grid plus a band around the surface, about (R/4 + 1)^3 + 30 (R + 1)^2 points
     points = n ** 3 if decode == "dense" else min(n ** 3, (octree // 4 + 1) ** 3 + 30 * n ** 2)
-    meter = _WorkMeter(points, f"decoding --octree {octree} with --chunk-size {args.chunk_size}",
-                       "use a smaller --octree or a larger --chunk-size", args.yes, bar)
+    _check_decode_time(pipe, latents, points, octree, args)
     logits = pipe.decode_volume(latents, octree=octree, chunk_size=args.chunk_size,
-                                decode=decode, kv_topk=args.kv_topk, progress=meter)
+                                decode=decode, kv_topk=args.kv_topk, progress=bar.update)
     bar.close()
     mesh = pipe.mesh(logits, method=args.isosurface)
     export_mesh(mesh, out)
