@@ -186,7 +186,7 @@ def test_long_shape_runs_are_estimated_and_refused(tmp_path) -> None:
 
 @pytest.mark.parametrize("argv", [
     ["sample", "--dist", "eight_gaussians", "--device", "cpu", "--n", "1000000", "--steps", "100000"],
-    ["compare", "--dist", "eight_gaussians", "--device", "cpu", "--n", "10", "--steps", "100000", "--method", "heun"],
+    ["compare", "--dist", "eight_gaussians", "--device", "cpu", "--n", "1000000", "--steps", "100000", "--method", "heun"],
 ])
 def test_long_toy_runs_are_estimated_and_refused(tmp_path, argv) -> None:
     r = run_cli(*argv, cwd=tmp_path)
