@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import ast
 import math
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -39,6 +42,7 @@ from torch import Tensor
 
 from . import functional as F
 from .errors import FlowlabError
+from .inputs import check_not_at, check_tensor, check_times
 
 __all__ = ["T", "reduce", "vanishes", "parse_expression", "Convention", "CONVENTIONAL", "REVERSED", "VP_COSINE", "CONVENTIONS", "get_convention"]
 
@@ -88,6 +92,17 @@ SAFE_FUNCTIONS: dict[str, Callable[[sp.Expr], sp.Expr]] = {
 SAFE_CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi}
 _MAX_TEXT = 500      # characters in one coefficient string
 _MAX_EXPONENT = 64   # |n| for a numeric exponent in t**n (larger ones only make SymPy slow)
+_MAX_DIGITS = 300    # decimal digits of any number in a coefficient (1e300: beyond float64 anyway)
+_MAX_NESTING = 3     # nested function calls, e.g. exp(exp(exp(t))); deeper ones make SymPy's checks hang
+_MAX_DEGREE = 256    # |n| of any power t**n after SymPy combined powers of powers
+_MAX_NODES = 2000    # size of a coefficient's expression tree
+#: Seconds the construction checks of one convention (SymPy simplification) may take (main thread only).
+CHECK_SECONDS = 20.0
+#: The SymPy functions a coefficient may contain (what SAFE_FUNCTIONS build; sqrt is a power).
+_SAFE_CLASSES = (sp.sin, sp.cos, sp.tan, sp.asin, sp.acos, sp.atan, sp.sinh, sp.cosh, sp.tanh, sp.exp, sp.log)
+#: Every node of a coefficient's expression tree is one of these (the imaginary unit is refused below by name).
+_ALLOWED_NODES = (sp.Symbol, sp.Number, sp.NumberSymbol, sp.Add, sp.Mul, sp.Pow, *_SAFE_CLASSES,
+                  type(sp.I), type(sp.zoo), type(sp.nan), type(sp.oo), type(-sp.oo))
 _BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
            ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b}
 
@@ -126,6 +141,8 @@ def parse_expression(text: str, *, what: str = "expression", allow_t: bool = Tru
                 raise refuse(node, f"the constant {v!r} is not a real number")
             if isinstance(v, float) and not math.isfinite(v):
                 raise refuse(node, "a non-finite number")
+            if isinstance(v, int) and v.bit_length() * 0.30103 > _MAX_DIGITS:
+                raise refuse(node, f"a number of more than {_MAX_DIGITS} digits")
             return sp.Integer(v) if isinstance(v, int) else sp.nsimplify(v, rational=True)
         if isinstance(node, ast.Name):
             if node.id == "t" and allow_t:
@@ -140,7 +157,11 @@ def parse_expression(text: str, *, what: str = "expression", allow_t: bool = Tru
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             left, right = build(node.left, depth + 1), build(node.right, depth + 1)
             if isinstance(node.op, ast.Pow) and right.is_Number and abs(right) > _MAX_EXPONENT:
-                raise refuse(node, f"the exponent {right} is larger than {_MAX_EXPONENT} in absolute value")
+                raise refuse(node, f"the exponent {_short(right)} is larger than {_MAX_EXPONENT} in absolute value")
+            if isinstance(node.op, ast.Pow) and _pow_digits(left, right) > _MAX_DIGITS:
+                raise refuse(node, f"a number of about {_pow_digits(left, right):.3g} digits (at most {_MAX_DIGITS})")
+            if isinstance(node.op, ast.Mult) and _pow_digits(left, sp.Integer(1)) + _pow_digits(right, sp.Integer(1)) > _MAX_DIGITS:
+                raise refuse(node, f"a number of more than {_MAX_DIGITS} digits")
             if isinstance(node.op, ast.Div) and right == 0:
                 raise refuse(node, "a division by zero")
             return _BINOPS[type(node.op)](left, right)
@@ -155,7 +176,83 @@ def parse_expression(text: str, *, what: str = "expression", allow_t: bool = Tru
                 ast.Compare: "a comparison", ast.BoolOp: "a boolean operator", ast.IfExp: "a conditional"}
         raise refuse(node, kind.get(type(node), f"a {type(node).__name__} expression"))
 
-    return build(tree.body)
+    return check_coefficient(build(tree.body), what)
+
+
+def _digits(value: sp.Rational) -> int:
+    """Decimal digits of the larger of numerator and denominator (from bit lengths: no int -> str)."""
+    return int(max(abs(int(value.p)).bit_length(), abs(int(value.q)).bit_length()) * 0.30103) + 1
+
+
+def _pow_digits(base: sp.Expr, exponent: sp.Expr) -> float:
+    """Estimated decimal digits of ``base ** exponent`` for two numbers, without computing it."""
+    if not (base.is_Rational and exponent.is_Number) or base == 0:
+        return 0.0
+    size = max(abs(int(base.p)).bit_length(), abs(int(base.q)).bit_length()) * 0.30103
+    return size * abs(float(exponent))
+
+
+def check_coefficient(expr: sp.Expr, what: str) -> sp.Expr:
+    """Refuse a coefficient flowlab cannot check in bounded time or that is not real: functions outside the
+    allow-list (Integral, Max, Abs, Piecewise, ...), numbers of more than 300 digits, powers t**n with
+    |n| > 256, more than 3 nested function calls, trees over 2000 nodes, and complex constants (sqrt(-1),
+    log(-1), (-1)**0.5). The message never prints the offending number itself (it may be too long to print)."""
+    nodes = 0
+    for node in sp.preorder_traversal(expr):
+        nodes += 1
+        if nodes > _MAX_NODES:
+            raise FlowlabError(f"{what}: the expression has more than {_MAX_NODES} parts; write a shorter formula")
+        if node.is_Rational and _digits(node) > _MAX_DIGITS:
+            raise FlowlabError(f"{what}: a number with about {_digits(node)} digits (at most {_MAX_DIGITS}); "
+                               "coefficients are evaluated in floating point, where such numbers overflow")
+        if node.is_Float and not math.isfinite(float(node)):
+            raise FlowlabError(f"{what}: a non-finite number; coefficients must be finite")
+        if node.is_Pow and node.exp.is_Number and abs(node.exp) > _MAX_DEGREE:
+            raise FlowlabError(f"{what}: a power with exponent {float(node.exp):.4g} (at most {_MAX_DEGREE} in "
+                               "absolute value); such coefficients only make SymPy slow")
+        if not isinstance(node, _ALLOWED_NODES):
+            raise FlowlabError(f"{what}: {type(node).__name__}(...) is not allowed in a coefficient (flowlab cannot "
+                               "check it); use +, -, *, /, ** and " + ", ".join(SAFE_FUNCTIONS))
+    if _nesting(expr) > _MAX_NESTING:
+        raise FlowlabError(f"{what}: functions nested {_nesting(expr)} deep (at most {_MAX_NESTING}, e.g. "
+                           "exp(exp(exp(t)))); SymPy cannot check deeper nests in reasonable time")
+    if expr.has(sp.I) or expr.has(sp.zoo) or expr.has(sp.nan) or expr.has(sp.oo):
+        kind = "complex (it contains the imaginary unit I)" if expr.has(sp.I) else "infinite or undefined"
+        raise FlowlabError(f"{what}: the coefficient {_short(expr)} is {kind}; a path's coefficients must be real "
+                           "and finite (a square root or log of a negative number is complex)")
+    return expr
+
+
+def _nesting(expr: sp.Expr) -> int:
+    inner = max((_nesting(a) for a in expr.args), default=0)
+    return inner + 1 if isinstance(expr, sp.Function) else inner
+
+
+def _short(expr: sp.Expr, limit: int = 120) -> str:
+    text = str(expr)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+@contextmanager
+def _time_limit(seconds: float, what: str):
+    """Raise a FlowlabError if the block runs longer than ``seconds`` (SIGALRM; only in the main thread and
+    when no other timer is set, else no limit)."""
+    usable = (threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+    if not usable:
+        yield
+        return
+
+    def _expired(signum, frame):  # noqa: ARG001
+        raise FlowlabError(f"{what}: SymPy could not check the path within {seconds:g} s; use simpler coefficients")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _coefficient(value: object, what: str) -> sp.Expr:
@@ -172,7 +269,7 @@ def _coefficient(value: object, what: str) -> sp.Expr:
     if undefined:
         raise FlowlabError(f"{what}: undefined functions {sorted(map(str, undefined))}; write the coefficient with "
                            "SymPy functions (sp.cos, sp.exp, ...) of flowlab.conventions.T")
-    return expr
+    return check_coefficient(expr, what)
 
 
 def _exact(value: object, what: str = "endpoint") -> sp.Expr:
@@ -265,8 +362,9 @@ class Convention:
 
     def __post_init__(self) -> None:
         try:
-            self._derive()
-            self._check()
+            with _time_limit(CHECK_SECONDS, f"convention {self.name!r}"):
+                self._derive()
+                self._check()
         except FlowlabError:
             raise
         except (TypeError, ValueError, ArithmeticError, AttributeError, RecursionError) as exc:
@@ -317,6 +415,13 @@ class Convention:
         for k in range(1, 64):
             tk = sp.Rational(k, 64) * (hi - lo) + lo
             value = det.subs(T, tk).evalf()
+            for label, coef in (("alpha", self.alpha), ("beta", self.beta)):
+                got = coef.subs(T, tk).evalf()
+                if got.has(sp.I) or not got.is_finite:
+                    raise FlowlabError(
+                        f"convention {self.name!r}: {label}({tk}) = {_short(got)} is not a finite real number; a "
+                        "path's coefficients must be real between the endpoints (e.g. no sqrt or log of a "
+                        "negative number there)")
             if not value.is_finite or abs(value) < 1e-12:
                 raise FlowlabError(
                     f"convention {self.name!r}: alpha*beta' - alpha'*beta = {value} at t = {tk}; (x, v) does not "
@@ -327,6 +432,14 @@ class Convention:
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(alpha, beta, alpha', beta')`` evaluated at ``t`` (a tensor), each shaped like ``t``."""
         return self._fns["a"](t), self._fns["b"](t), self._fns["da"](t), self._fns["db"](t)
+
+    def _entry(self, method: str, x: Tensor, y: Tensor | None, t: Tensor | float, y_name: str = "v") -> None:
+        """Entry checks of the tensor maps (flowlab.inputs): real floating tensors, times in the interval."""
+        where = f"{self.name}.{method}"
+        check_tensor(x, "x", where=where)
+        if y is not None:
+            check_tensor(y, y_name, where=where)
+        check_times(t, self, where=where)
 
     def _coeffs_like(self, t: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         tt = F.bcast(torch.as_tensor(t, dtype=x.dtype if x.is_floating_point() else None, device=x.device), x)
@@ -349,12 +462,14 @@ class Convention:
         Straight paths: the Euler jump to ``t_data`` (conventional ``x - sigma v``, reversed
         ``x + (1 - t) v``). Other affine paths: the solution of the 2x2 system.
         """
+        self._entry("pred_data", x, v, t)
         if self.is_straight:
             return F.jump(x, v, t, self.data_time)
         return F.velocity_to_data(x, v, *self._coeffs_like(t, x))
 
     def pred_noise(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
         """The noise prediction (conventional ``x + (1 - sigma) v``, reversed ``x - t v``)."""
+        self._entry("pred_noise", x, v, t)
         if self.is_straight:
             return F.jump(x, v, t, self.noise_time)
         return F.velocity_to_noise(x, v, *self._coeffs_like(t, x))
@@ -377,14 +492,23 @@ class Convention:
 
     def velocity_from_data(self, x: Tensor, d: Tensor, t: Tensor | float) -> Tensor:
         """Velocity from a data prediction (inverse of :meth:`pred_data`; not at ``t_data``)."""
+        self._entry("velocity_from_data", x, d, t, "d")
+        check_not_at(t, self, "t_data", quantity="velocity_from_data",
+                     reason="the velocity is (x - alpha d) beta' / beta + alpha' d and beta(t_data) = 0")
         return F.data_to_velocity(x, d, *self._coeffs_like(t, x))
 
     def velocity_from_noise(self, x: Tensor, e: Tensor, t: Tensor | float) -> Tensor:
         """Velocity from a noise prediction (inverse of :meth:`pred_noise`; not at ``t_noise``)."""
+        self._entry("velocity_from_noise", x, e, t, "e")
+        check_not_at(t, self, "t_noise", quantity="velocity_from_noise",
+                     reason="the velocity is (x - beta e) alpha' / alpha + beta' e and alpha(t_noise) = 0")
         return F.noise_to_velocity(x, e, *self._coeffs_like(t, x))
 
     def score(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
         """Score ``grad log p_t(x)`` implied by the velocity (``-E / beta``; not at ``t_data``)."""
+        self._entry("score", x, v, t)
+        check_not_at(t, self, "t_data", quantity="score",
+                     reason="the score is -E / beta and beta(t_data) = 0 (the data distribution has no smooth score)")
         _, b, _, _ = self._coeffs_like(t, x)
         return F.noise_to_score(self.pred_noise(x, v, t), b)
 

@@ -26,6 +26,9 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as exc:
         raise FlowlabError(f"cannot read device {name!r} ({exc}); use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise FlowlabError(f"device {name!r}: flowlab runs on 'cpu' or 'cuda' ('cuda:N') only; a {dev.type!r} device "
+                           "is not supported (its kernels, generators and memory checks differ); use 'cpu' or 'cuda'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FlowlabError(f"device {name!r} asked for, but this torch sees no CUDA GPU; use device='cpu' (--device cpu on the command line)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

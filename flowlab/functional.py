@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .inputs import check_scale
+
 __all__ = [
     "bcast",
     "euler_step",
@@ -151,6 +153,7 @@ def cfg(v_cond: Tensor, v_uncond: Tensor, scale: float | Tensor) -> Tensor:
     the same thing with ``g = 1 + w``. CFG is linear, so it commutes with the convention flip and
     with velocity -> data. ``scale`` is a number, a 0-dim tensor or a per-sample ``(B,)`` tensor.
     """
+    check_scale(scale)
     if isinstance(scale, Tensor):
         scale = bcast(scale, v_cond)
     return v_uncond + scale * (v_cond - v_uncond)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from .conventions import Convention, get_convention
 from .errors import FlowlabError
+from .inputs import check_tensor, check_times
 
 __all__ = ["GaussianMixture", "GMMVelocity", "fit_gmm", "eight_gaussians_gmm", "cube_corners_gmm", "PRESETS"]
 
@@ -158,11 +159,14 @@ class GaussianMixture:
         return logp, y, c, lam
 
     def _check_x(self, x: Tensor) -> None:
+        if isinstance(x, Tensor):
+            check_tensor(x, "x", where="GaussianMixture")
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise FlowlabError(f"x must have shape (B, {self.dim}) for this {self.dim}-D mixture, got {shape}")
 
     def _coeffs(self, x: Tensor, t: Tensor | float, conv: Convention, work: torch.dtype) -> tuple[Tensor, ...]:
+        check_times(t, conv, where="GaussianMixture")
         if isinstance(t, Tensor):
             tt = t.to(device=x.device, dtype=work)
         else:  # a Python number: no float32 round trip for float64 x
@@ -242,9 +246,15 @@ def fit_gmm(samples: Tensor, n_components: int, *, generator: torch.Generator | 
     """Fit a full-covariance mixture to ``samples: (N, dim)`` by EM (float64, CPU; deterministic given
     ``generator``). Means start from k-means++ seeding; ``reg * I`` is added to every
     covariance so it stays positive definite. A stand-in density for targets without a closed form."""
+    if isinstance(samples, Tensor):
+        check_tensor(samples, "samples", where="fit_gmm")
     x = _as_float64(samples, "samples")
     if x.ndim != 2 or x.shape[0] < 2:
         raise FlowlabError(f"samples must have shape (N, dim) with N >= 2, got {tuple(x.shape)}")
+    bad = int((~torch.isfinite(x)).any(1).sum())
+    if bad:
+        raise FlowlabError(f"fit_gmm: {bad} of the {x.shape[0]} samples contain NaN or inf; drop those rows first "
+                           "(samples[torch.isfinite(samples).all(1)])")
     n, d = x.shape
     if isinstance(n_components, bool) or not isinstance(n_components, int) or not 1 <= n_components <= n:
         raise FlowlabError(f"n_components must be an integer in [1, {n}], got {n_components!r}")

@@ -29,6 +29,7 @@ from torch import Tensor
 from . import functional as F
 from .conventions import Convention, get_convention
 from .errors import FlowlabError
+from .limits import derived_seed
 
 __all__ = ["ENDPOINTS", "HalfPlane", "ConstraintGuided", "constraint_guided", "GuidanceResult", "guidance_demo",
            "cfg_data_gap"]
@@ -174,7 +175,7 @@ def guidance_demo(convention: Convention | str = "reversed", endpoint: str | Non
         model = constraint_guided(model, conv, region.penalty, scale, endpoint=endpoint)
     x0 = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     out = sample(model, x0, uniform(steps, conv), conv)
-    target = _target(gmm, region, n, seed + 1)
+    target = _target(gmm, region, n, derived_seed(seed, 1))
     label = f"{conv.name}, " + ("no guidance" if endpoint is None else f"guided on the {endpoint} endpoint")
     frac = float(region.inside(out, margin=0.05).float().mean())
     return GuidanceResult(label=label, samples=out, fraction_inside=frac,

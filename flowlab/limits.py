@@ -18,7 +18,7 @@ import torch
 from .errors import FlowlabError
 
 __all__ = ["MAX_STEPS", "SEED_MIN", "SEED_MAX", "available_memory", "check_memory", "check_seed", "check_count",
-           "human_bytes"]
+           "human_bytes", "derived_seed"]
 
 #: The most steps (or model calls) a CLI command accepts.
 MAX_STEPS = 100_000
@@ -85,3 +85,12 @@ def check_count(value: object, flag: str, *, maximum: int | None = None, minimum
     if maximum is not None and value > maximum:
         raise FlowlabError(f"{flag} {value} is more than the limit of {maximum:,}" + (f": {why}" if why else ""))
     return value
+
+
+def derived_seed(seed: int, offset: int) -> int:
+    """The seed of a second generator derived from ``seed``: ``seed + offset``, wrapped into the 64-bit range.
+
+    Identical to ``seed + offset`` whenever that fits (torch reads a negative seed modulo 2**64 too), so
+    every seed in ``[SEED_MIN, SEED_MAX]`` works, also the last ones (``2**64 - 1`` plus one would overflow)."""
+    value = seed + offset
+    return value if SEED_MIN <= value <= SEED_MAX else value % (SEED_MAX + 1)

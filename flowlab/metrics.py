@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 
 from .errors import FlowlabError
+from .inputs import check_tensor
+from .limits import derived_seed
 
 __all__ = ["sliced_wasserstein", "energy_distance", "wasserstein_1d_squared", "subsample", "SW2_MAX_SAMPLES",
            "ENERGY_MAX_SAMPLES"]
@@ -73,6 +75,12 @@ def _check_pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         raise FlowlabError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
     if x.device != y.device:
         raise FlowlabError(f"x is on {x.device} and y on {y.device}; put both on one device")
+    for name, s in (("x", x), ("y", y)):
+        check_tensor(s, name, floating=False)
+        bad = int((~torch.isfinite(s)).any(1).sum()) if s.is_floating_point() else 0
+        if bad:
+            raise FlowlabError(f"{name}: {bad} of its {s.shape[0]} samples contain NaN or inf, so the distance is "
+                               "undefined; drop those rows (s[torch.isfinite(s).all(1)]) or find where they came from")
     work = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
     return x.to(work), y.to(work)
 
@@ -103,7 +111,7 @@ def sliced_wasserstein(x: Tensor, y: Tensor, *, n_projections: int = 256, seed: 
 
     Sets larger than ``max_samples`` rows are subsampled (seeded by ``seed``); None uses every row."""
     x, y = _check_pair(x, y)
-    x, y = subsample(x, max_samples, seed), subsample(y, max_samples, seed + 1)
+    x, y = subsample(x, max_samples, seed), subsample(y, max_samples, derived_seed(seed, 1))
     if isinstance(n_projections, bool) or not isinstance(n_projections, int) or n_projections <= 0:
         raise FlowlabError(f"n_projections must be a positive integer, got {n_projections!r}")
     g = torch.Generator().manual_seed(seed)
@@ -127,6 +135,6 @@ def energy_distance(x: Tensor, y: Tensor, *, chunk: int = 2048, max_samples: int
     x, y = _check_pair(x, y)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise FlowlabError(f"chunk must be a positive integer, got {chunk!r}")
-    x, y = subsample(x, max_samples, seed), subsample(y, max_samples, seed + 1)
+    x, y = subsample(x, max_samples, seed), subsample(y, max_samples, derived_seed(seed, 1))
     d2 = 2 * _mean_dist(x, y, chunk) - _mean_dist(x, x, chunk) - _mean_dist(y, y, chunk)
     return float(d2.clamp_min(0).sqrt())

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from .conventions import CONVENTIONS, Convention, get_convention
 from .errors import FlowlabError
+from .inputs import check_tensor
 
 __all__ = ["MLPConfig", "VelocityMLP", "time_embedding", "training_pair", "flow_matching_loss",
            "TrainResult", "train", "save_model", "load_model", "FORMAT"]
@@ -110,6 +111,8 @@ class VelocityMLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        check_tensor(x, "x", where="VelocityMLP")
+        check_tensor(t, "t", where="VelocityMLP", floating=False)
         if x.ndim != 2 or x.shape[1] != self.config.dim:
             raise FlowlabError(f"VelocityMLP expects x of shape (B, {self.config.dim}), got {tuple(x.shape)}")
         if t.ndim == 0:
@@ -187,6 +190,8 @@ def train(
 
     convention = get_convention(convention)
     check_seed(seed, "seed")
+    if isinstance(data, Tensor):
+        check_tensor(data, "data", where="train")
     if not isinstance(data, Tensor) or data.ndim != 2 or data.shape[0] < 1 or not data.is_floating_point():
         shape = tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__
         raise FlowlabError(f"train expects data as a floating tensor of shape (N, D) with N >= 1, got {shape}")
@@ -198,11 +203,12 @@ def train(
     for name, value in (("steps", steps), ("batch_size", batch_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise FlowlabError(f"train: {name} must be a positive integer, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise FlowlabError(f"train: lr must be a positive finite number, got {lr!r}")
 
     device = data.device
     dtype = torch.float64 if data.dtype == torch.float64 else torch.float32
+    _check_train_fits(data, config, batch_size, dtype)
     data = data.to(dtype)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -226,7 +232,24 @@ def train(
         sched.step()
         losses[i] = loss.detach()
     model.eval().requires_grad_(False)
-    return TrainResult(model=model, losses=losses.cpu())
+    losses = losses.cpu()
+    bad = (~torch.isfinite(losses)).nonzero()
+    if bad.numel():
+        scale = float(data.abs().max())
+        raise FlowlabError(f"train: the loss became {float(losses[bad[0, 0]])} at step {int(bad[0, 0])} of {steps} (the "
+                           f"largest |data| value is {scale:.3g}); the network diverged. Standardise the data to values "
+                           "of order 1 ((data - mean) / std) or lower lr")
+    return TrainResult(model=model, losses=losses)
+
+
+def _check_train_fits(data: Tensor, config: "MLPConfig", batch_size: int, dtype: torch.dtype) -> None:
+    """Refuse a batch whose activations (forward + backward, every layer) cannot fit in memory."""
+    from .limits import check_memory
+
+    width = config.dim + config.time_dim + config.hidden * config.depth * 2 + config.dim
+    nbytes = 4.0 * batch_size * width * torch.finfo(dtype).bits / 8
+    check_memory(nbytes, f"train: batch_size = {batch_size}", "use a smaller batch_size (512 is the default)",
+                 data.device)
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -306,6 +329,12 @@ def load_model(
     if config is not None and config != file_config:
         raise FlowlabError(f"model file {path!r} holds architecture {file_config.as_dict()}, "
                            f"expected {config.as_dict()}")
+    from .limits import check_memory
+
+    c = file_config
+    weights = (c.dim + c.time_dim) * c.hidden + (c.depth - 1) * c.hidden * c.hidden + c.hidden * c.dim
+    check_memory(8.0 * weights + 4096 * c.depth, f"model file {path!r}: the architecture in its metadata "
+                 f"{c.as_dict()}", "the metadata is damaged or not a flowlab VelocityMLP: write it again with save_model")
     model = VelocityMLP(file_config, file_convention)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}

@@ -25,6 +25,7 @@ from torch import Tensor
 from . import functional as F
 from .conventions import Convention, get_convention
 from .errors import FlowlabError, NonFiniteError
+from .inputs import check_scale, check_tensor, times_checked
 from .schedules import validate
 
 __all__ = ["METHODS", "STEPS", "StepInfo", "sample", "euler_step", "heun_step", "midpoint_step", "flip", "Flipped", "guided", "Guided", "Trajectory", "trajectory",
@@ -83,6 +84,9 @@ def _call(model: Model, x: Tensor, t: Tensor, i: int) -> Tensor:
                            f"{tuple(x.shape)} (the shape of x): a velocity model returns one velocity per entry of x")
     if v.device != x.device:
         raise FlowlabError(f"model output at step {i} is on {v.device}, x is on {x.device}; keep the model on x's device")
+    if v.is_complex() or not v.is_floating_point():
+        raise FlowlabError(f"model output at step {i} (t = {float(t):.6g}) has dtype {v.dtype}; a velocity model must "
+                           "return a real floating tensor (a complex velocity would be silently cast to its real part)")
     return v
 
 
@@ -134,6 +138,8 @@ def _check_arguments(model: object, x: object, schedule: object, conv: Conventio
                            f"GMM.velocity_model(convention)), got {type(model).__name__} {model!r:.60}")
     if method not in METHODS:
         raise FlowlabError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if isinstance(x, Tensor):
+        check_tensor(x, "x", where="sample")
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
         raise FlowlabError("x must be a floating tensor of shape (B, ...) (a batch of samples at t_noise), got "
                            f"{type(x).__name__ if not isinstance(x, Tensor) else (x.dtype, tuple(x.shape))}")
@@ -214,8 +220,10 @@ def sample(
         v = _call(model, x, t, i)
         if callback is not None:
             tb = t.expand(x.shape[0])
-            callback(StepInfo(i=i, t=tb, t_next=t_next, x=x, v=v,
-                              pred_data=conv.pred_data(x, v, tb), pred_noise=conv.pred_noise(x, v, tb)))
+            with times_checked():  # t comes from the schedule checked above; no host sync in the loop
+                info = StepInfo(i=i, t=tb, t_next=t_next, x=x, v=v,
+                                pred_data=conv.pred_data(x, v, tb), pred_noise=conv.pred_noise(x, v, tb))
+            callback(info)
         x_next, v2 = step(model, x, v, t, t_next, i, i == n_steps - 1)
         if check_finite:
             ok_v[i] = torch.isfinite(v).all() if v2 is None else torch.isfinite(v).all() & torch.isfinite(v2).all()
@@ -290,7 +298,7 @@ def _raise_non_finite(ok_in: Tensor, ok_v: Tensor, ok_x: Tensor, ts: Tensor, con
         raise NonFiniteError(
             f"the model returned NaN or inf at step {i} ({sym} = {times[i]:.6g} -> {times[i + 1]:.6g}; "
             f"{len(bad_v)} of {len(times) - 1} steps affected). Check the model at that time (division by "
-            "zero at an endpoint? a wrong time convention?)")
+            "zero at an endpoint? a wrong time convention? inputs or a guidance scale too large for the dtype?)")
     i = bad_x[0]
     raise NonFiniteError(
         f"the state x became NaN or inf at step {i} ({sym} = {times[i]:.6g} -> {times[i + 1]:.6g}) although the "
@@ -353,9 +361,11 @@ def guided(model_cond: Model, model_uncond: Model, scale: float) -> Guided:
     """Classifier-free guidance wrapper, ``uncond + scale * (cond - uncond)`` (``scale = 1``: no guidance)."""
     if not callable(model_cond) or not callable(model_uncond):
         raise FlowlabError("guided() needs two callables model(x, t) -> v (conditional, unconditional)")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale != scale or abs(scale) == float("inf"):
-        raise FlowlabError(f"guidance scale must be a finite number (1 = no guidance), got {scale!r}")
-    return Guided(model_cond, model_uncond, float(scale))
+    check_scale(scale, "guidance scale")
+    if isinstance(scale, Tensor) and scale.ndim > 1:
+        raise FlowlabError(f"guidance scale must be a number, a 0-dim tensor or a per-sample (B,) tensor, got shape "
+                           f"{tuple(scale.shape)}")
+    return Guided(model_cond, model_uncond, scale if isinstance(scale, Tensor) else float(scale))
 
 
 class CallCounter:
@@ -428,6 +438,9 @@ class Trajectory:
 def trajectory(model: Model, x: Tensor, schedule: Tensor, convention: Convention | str, *, method: str = "euler",
                churn: float = 0.0, generator: torch.Generator | None = None) -> Trajectory:
     """:func:`sample` with a :class:`Trajectory` recorder; returns the recorder (final samples: ``.xs[-1]``)."""
+    if isinstance(x, Tensor) and x.ndim >= 1 and x.shape[0] == 0:
+        raise FlowlabError("trajectory: x holds 0 samples (shape " + str(tuple(x.shape)) + "), so there is no path to "
+                           "record; pass at least one sample")
     rec = Trajectory()
     out = sample(model, x, schedule, convention, method=method, callback=rec, churn=churn, generator=generator)
     rec.finish(out)

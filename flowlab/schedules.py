@@ -25,6 +25,7 @@ from torch import Tensor
 
 from .conventions import REVERSED, Convention, get_convention
 from .errors import FlowlabError
+from .inputs import check_tensor
 
 __all__ = [
     "uniform",
@@ -222,6 +223,7 @@ def validate(schedule: Tensor, convention: Convention | str, *, allow_noop: bool
                            "build one with flowlab.schedules.uniform")
     if schedule.ndim != 1:
         raise FlowlabError(f"a schedule must be 1-D, got shape {tuple(schedule.shape)}")
+    check_tensor(schedule, "schedule", where="validate", floating=False)
     if not schedule.is_floating_point():
         raise FlowlabError(f"a schedule must have a floating dtype, got {schedule.dtype}")
     if schedule.numel() < 2:

@@ -174,6 +174,10 @@ def sample_toy(name: str, n: int, *, generator: torch.Generator | None = None,
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise FlowlabError(f"n must be a positive integer number of samples, got {n!r}")
     gdev = generator.device if generator is not None else torch.device("cpu")
+    from .limits import check_memory
+
+    check_memory(n * toy.dim * 8 * 6, f"sample_toy: n = {n} samples of {name}", "draw fewer samples (several calls "
+                 "with different generators, concatenated, if you need more)", gdev)
     pts = toy.draw(n, generator, gdev)
     return pts.to(device=device if device is not None else gdev, dtype=dtype)
 

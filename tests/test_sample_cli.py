@@ -112,9 +112,9 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path):
 
 def test_unwritable_dir_detected_before_sampling(tmp_path, capsys, monkeypatch):
     """Root ignores permission bits, so simulate a read-only directory through os.access."""
-    import flowlab.commands.sample as cmd
+    import flowlab.commands._common as common  # the shared --out checks
 
-    monkeypatch.setattr(cmd.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(common.os, "access", lambda path, mode: False)
     assert main(["sample", "--dist", "eight_gaussians", "--out", str(tmp_path / "s.npz")] + FAST) == 1
     assert "not writable" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ import argparse
 import json
 import time
 
-from .sample import add_common, check_common, check_fits, noise, quality, torch_dtype
+from .sample import add_common, check_common, check_fits, check_time, noise, quality, torch_dtype
 
 NAME = "compare"
 HELP = "sample a toy in both conventions from the same noise: max difference and quality metrics"
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     gmm, model_desc = reference_gmm(args.dist, seed=args.seed)
     check_fits(args.n, gmm.n_components, toy.dim, device)
     x0 = noise(args.n, toy.dim, args.seed, device, dtype)
+    check_time(gmm.velocity_model(CONVENTIONAL), x0, shifted(args.steps, CONVENTIONAL, args.shift, dtype=dtype,
+                                                             device=device), args.method, 3, args.yes, CONVENTIONAL)
 
     finals, rows, seconds = {}, {}, {}
     for conv in (CONVENTIONAL, REVERSED):

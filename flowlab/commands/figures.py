@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 from pathlib import Path
 
 from ..errors import FlowlabError
@@ -30,20 +29,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check_out(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise FlowlabError(f"--out {path!r} exists and is not a folder; give a folder name")
-    if not out.exists():
-        parent = out.parent if str(out.parent) else Path(".")
-        if not parent.is_dir():
-            raise FlowlabError(f"--out {path!r}: the parent folder {str(parent)!r} does not exist; create it first")
-        try:
-            out.mkdir()
-        except OSError as exc:
-            raise FlowlabError(f"cannot create --out {path!r}: {exc.strerror}; choose a writable folder") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise FlowlabError(f"--out {path!r} is not writable; choose a writable folder")
-    return out
+    from ._common import check_out_dir
+
+    return check_out_dir(path)
+
+
+def _watch_interrupts() -> list:
+    """Remember every Ctrl-C (SIGINT) in a list, then raise KeyboardInterrupt as usual: code that swallows the
+    exception (a finaliser inside matplotlib) cannot make the command carry on and exit 0."""
+    import signal
+    import threading
+
+    seen: list = []
+    if threading.current_thread() is not threading.main_thread():
+        return seen
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:  # SIGINT ignored (a background job) or handled by the caller
+        return seen
+
+    def on_int(signum, frame):  # noqa: ARG001
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_int)
+    return seen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
              f"Written by `flowlab figures --out {args.out} --format {args.format}`. Names match "
              "`flowlab.teach.figures.REGISTRY`; each notebook draws the same figure with its own data.", "",
              "| file | notebook | what it shows |", "|---|---|---|"]
+    interrupted = _watch_interrupts()
     for name in names:
+        if interrupted:  # a Ctrl-C that a library swallowed ("Exception ignored ... KeyboardInterrupt")
+            raise KeyboardInterrupt
         spec = figures.REGISTRY[name]
         fig = spec.build()
         buf = io.BytesIO()
@@ -80,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         path = write_atomic(out / f"{name}.{args.format}", buf.getvalue())
         lines.append(f"| [{path.name}]({path.name}) | {spec.notebook} | {spec.shows} |")
         print(f"wrote {path}")
+    if interrupted:
+        raise KeyboardInterrupt
     index = write_atomic(out / "index.md", "\n".join(lines) + "\n")
     print(f"wrote {index}")
     return 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -26,6 +25,8 @@ from ..errors import FlowlabError
 if TYPE_CHECKING:  # torch is imported when a command runs, not for --help
     import torch
     from torch import Tensor
+
+from ._common import add_yes, check_out_file, check_work
 
 NAME = "sample"
 HELP = "sample a toy distribution with an exact Gaussian-mixture velocity, in either convention"
@@ -66,6 +67,37 @@ def check_fits(n: int, n_components: int, dim: int, device: torch.device) -> Non
                  "use a smaller --n (run several seeds and concatenate if you need more)", device)
 
 
+#: Rows of the probe call that measures this machine's rate.
+PROBE_ROWS = 32768
+#: Steps of the probe run.
+PROBE_STEPS = 10
+
+
+def check_time(model, x0: Tensor, schedule: Tensor, method: str, runs: int, yes: bool, conv=None) -> float:
+    """Estimate the sampling time from a short timed run of the real sampler (its first steps, at most
+    PROBE_ROWS rows); refuse beyond the work limit (flowlab.commands._common.WORK_LIMIT_SECONDS) without --yes.
+    Returns the estimate (seconds)."""
+    import torch
+
+    from ..conventions import get_convention
+    from ..sampling import sample
+
+    conv = conv if conv is not None else get_convention("conventional")
+    probe = x0[:PROBE_ROWS]
+    k = min(schedule.shape[0] - 1, PROBE_STEPS)
+    part = schedule[:k + 1]
+    sample(model, probe, part, conv, method=method, check_finite=False, check_schedule=False)  # warm-up
+    start = time.perf_counter()
+    sample(model, probe, part, conv, method=method, check_finite=False, check_schedule=False)
+    if probe.device.type == "cuda":
+        torch.cuda.synchronize(probe.device)
+    per_step = (time.perf_counter() - start) / k * x0.shape[0] / probe.shape[0]
+    seconds = per_step * (schedule.shape[0] - 1) * runs
+    check_work(seconds, f"{x0.shape[0]} samples x {schedule.shape[0] - 1} {method} steps"
+               + (f" x {runs} runs" if runs > 1 else ""), "use a smaller --n or --steps", yes=yes)
+    return seconds
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``sample`` and ``compare``."""
     p.add_argument("--dist", required=True, metavar="NAME", help=f"toy distribution: {', '.join(TOY_NAMES)}")
@@ -78,6 +110,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the noise and the reference samples, "
                    "0 .. 2**64 - 1 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_yes(p)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,22 +143,8 @@ def check_common(args: argparse.Namespace) -> None:
 
 
 def check_out(path: str | None) -> Path | None:
-    """Reject a bad ``--out`` before sampling: suffix .png / .npz, an existing writable directory."""
-    if path is None:
-        return None
-    out = Path(path)
-    if out.is_dir():
-        raise FlowlabError(f"--out {path!r} is a directory; give a file name ending in .npz or .png")
-    if out.suffix.lower() not in OUT_SUFFIXES:
-        raise FlowlabError(f"--out {path!r}: unsupported file type {out.suffix or '(none)'!r}; use .npz or .png")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise FlowlabError(f"--out {path!r}: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise FlowlabError(f"--out {path!r}: directory {str(parent)!r} is not writable")
-    if out.is_dir():
-        raise FlowlabError(f"--out {path!r} is a directory; give a file name ending in .npz or .png")
-    return out
+    """Reject a bad ``--out`` before sampling (see flowlab.commands._common.check_out_file)."""
+    return check_out_file(path, OUT_SUFFIXES, example="samples.npz")
 
 
 def noise(n: int, dim: int, seed: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -144,14 +163,15 @@ def quality(samples: Tensor, dist: str, seed: int) -> dict:
     """
     import torch
 
+    from ..limits import derived_seed
     from ..metrics import SW2_MAX_SAMPLES, energy_distance, sliced_wasserstein, subsample
     from ..toys import sample_toy
 
     samples = subsample(samples, SW2_MAX_SAMPLES, seed)
     n = samples.shape[0]
-    truth = sample_toy(dist, n, generator=torch.Generator().manual_seed(seed + 1), device=samples.device,
+    truth = sample_toy(dist, n, generator=torch.Generator().manual_seed(derived_seed(seed, 1)), device=samples.device,
                        dtype=torch.float32)
-    other = sample_toy(dist, n, generator=torch.Generator().manual_seed(seed + 2), device=samples.device,
+    other = sample_toy(dist, n, generator=torch.Generator().manual_seed(derived_seed(seed, 2)), device=samples.device,
                        dtype=torch.float32)
     s = samples.float()
     m = min(n, ENERGY_MAX)
@@ -194,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
     from ..conventions import get_convention
     from ..device import resolve_device
     from ..io import write_atomic
+    from ..limits import derived_seed
     from ..sampling import CallCounter, sample
     from ..schedules import shifted
     from ..toys import get_toy, reference_gmm
@@ -212,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
     model = CallCounter(gmm.velocity_model(conv))
     schedule = shifted(args.steps, conv, args.shift, dtype=dtype, device=device)
     x0 = noise(args.n, toy.dim, args.seed, device, dtype)
-    gen = torch.Generator(device=device).manual_seed(args.seed + 3)
+    gen = torch.Generator(device=device).manual_seed(derived_seed(args.seed, 3))
+    check_time(model.model, x0, schedule, args.method, 1, args.yes, conv)
     start = time.perf_counter()
     x = sample(model, x0, schedule, conv, method=args.method, churn=args.churn, generator=gen)
     if device.type == "cuda":

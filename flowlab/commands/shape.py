@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -79,24 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="mesh.glb", help="output mesh: .glb, .obj or .ply (default mesh.glb); "
                         "a symbolic link is written through to its target")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from ._common import add_yes
+
+    add_yes(parser)
 
 
 def _check_out(path: Path) -> None:
-    from ..errors import FlowlabError
     from ..shape.decode.mesh import EXPORT_FORMATS
+    from ._common import check_out_file
 
-    if path.is_dir():
-        raise FlowlabError(f"--out {str(path)!r} is a folder; give a file name such as mesh.glb")
-    if path.suffix.lower() not in EXPORT_FORMATS:
-        raise FlowlabError(f"--out {str(path)!r}: unknown mesh format {path.suffix or '(none)'!r}; "
-                           f"use one of {', '.join(EXPORT_FORMATS)}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FlowlabError(f"--out {str(path)!r}: folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise FlowlabError(f"--out {str(path)!r} is not writable; choose another path")
-    if path.is_dir():
-        raise FlowlabError(f"--out {str(path)!r} is a folder; give a file name such as mesh.glb")
+    check_out_file(path, EXPORT_FORMATS, example="mesh.glb", kind="unknown mesh format")
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
@@ -121,6 +112,46 @@ def _check_inputs(args: argparse.Namespace) -> None:
         from ..shape.decode.volume import check_resolution
 
         check_resolution(args.octree, name="--octree")  # before any weights are read
+
+
+class _WorkMeter:
+    """Estimates a stage's total time from its first units of work (a measured rate on this machine) and
+    refuses, with the estimate, beyond the work limit without --yes (flowlab.commands._common.check_work)."""
+
+    def __init__(self, total: float, what: str, hint: str, yes: bool, bar) -> None:
+        self.total, self.what, self.hint, self.yes, self.bar = total, what, hint, yes, bar
+        self.done, self.start, self.checked = 0.0, None, False
+
+    def __call__(self, units: float = 1) -> None:
+        import time
+
+        from ._common import check_work
+
+        self.bar.update(units)
+        if self.start is None:  # the first unit includes warm-up: the rate is measured from the next ones
+            self.start = time.perf_counter()
+            return
+        self.done += units
+        elapsed = time.perf_counter() - self.start
+        if not self.checked and (elapsed > 2.0 or self.done >= 2 * units):
+            self.checked = True
+            check_work(elapsed / self.done * self.total, self.what, self.hint, yes=self.yes)
+
+
+def _check_decode_time(pipe, latents, points: int, octree: int, args: argparse.Namespace) -> None:
+    """Time a dense decode of a small grid (about 4 chunks of --chunk-size points) and refuse, with the estimate
+    for ``points`` queries, beyond the work limit without --yes."""
+    import time
+
+    from ._common import check_work
+
+    r = max(1, min(31, round((4 * args.chunk_size) ** (1 / 3)) - 1))
+    pipe.decode_volume(latents, octree=r, chunk_size=args.chunk_size, decode="dense")  # warm-up
+    start = time.perf_counter()
+    pipe.decode_volume(latents, octree=r, chunk_size=args.chunk_size, decode="dense")
+    per_point = (time.perf_counter() - start) / (r + 1) ** 3
+    check_work(per_point * points, f"decoding --octree {octree} with --chunk-size {args.chunk_size}",
+               "use a smaller --octree or a larger --chunk-size", yes=args.yes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,16 +193,20 @@ def run(args: argparse.Namespace) -> int:
 
     quiet = args.quiet
     bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr, disable=quiet)
+    meter = _WorkMeter(args.steps - 1, f"--steps {args.steps}", "use fewer --steps (50 is the default)", args.yes, bar)
     latents = pipe.sample_latents(cond, steps=args.steps, guidance=args.guidance, convention=args.convention,
                                   seed=args.seed, exact=args.time_rounding == "reference",
                                   wasted_last_step=args.schedule == "reference",
-                                  callback=lambda info: bar.update(1))
+                                  callback=lambda info: meter(1))
     bar.close()
     n = octree + 1
     # The total is the dense grid's (R + 1)^3 points; hierarchical decoding evaluates only the points near the
     # surface (a fraction of them), so its bar stops short of the total and is completed when the volume is done.
     bar = tqdm(total=n ** 3, desc="decoding" if decode == "dense" else "decoding (of the dense grid)", unit="pt",
                unit_scale=True, file=sys.stderr, disable=quiet)
+    # hierarchical: a coarse grid plus a band around the surface, about (R/4 + 1)^3 + 30 (R + 1)^2 points
+    points = n ** 3 if decode == "dense" else min(n ** 3, (octree // 4 + 1) ** 3 + 30 * n ** 2)
+    _check_decode_time(pipe, latents, points, octree, args)
     logits = pipe.decode_volume(latents, octree=octree, chunk_size=args.chunk_size,
                                 decode=decode, kv_topk=args.kv_topk, progress=bar.update)
     if not quiet:

@@ -55,12 +55,33 @@ def _steps(value: str, flag: str = "--steps"):
     return n
 
 
+def _check_fits(cfg, opts, device) -> None:
+    """Refuse --vae-batch / --pool / --dit-batch whose tensors cannot fit, with the estimate, before training.
+
+    A lower bound of what a step holds, so the defaults always pass and absurd values are refused: VAE step,
+    width-wide activations of every query / surface point and of the latents through the decoder; pool, the
+    rendered images and the latents of every pooled shape; DiT step, the tokens through every block."""
+    from ..limits import check_memory
+
+    v = cfg.vae
+    vae_bytes = opts.vae_batch * ((opts.surface_points + opts.queries) * v.width * 4 * 2
+                                  + v.num_latents * v.width * 4 * 2 * (v.num_decoder_layers + 2))
+    check_memory(vae_bytes, f"--vae-batch {opts.vae_batch}", "use a smaller --vae-batch (192 is the default)", device)
+    pool_bytes = opts.pool * (3 * opts.render_size ** 2 * 4 + v.num_latents * v.embed_dim * 4 * 2)
+    check_memory(pool_bytes, f"--pool {opts.pool}", "use a smaller --pool (80000 is the default)", device)
+    d = cfg.dit
+    dit_bytes = opts.dit_batch * (v.num_latents + 64) * d.hidden_size * 4 * 2 * (2 * d.depth + d.depth_single_blocks + 1)
+    check_memory(dit_bytes, f"--dit-batch {opts.dit_batch}", "use a smaller --dit-batch (512 is the default)", device)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..errors import FlowlabError
     from ..shape.train.loop import ARCHS, SMOKE, TrainOptions, train
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FlowlabError(f"--out {args.out!r} exists and is not a folder; give a folder for the checkpoints")
     if args.export:
         from ..shape.load.mini import export_folder
 
@@ -99,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
                             dit_steps=dit_steps, dit_time=args.dit_time, pool=args.pool,
                             deadline=args.deadline, eval_shapes=args.eval_shapes, vae_batch=args.vae_batch,
                             dit_batch=args.dit_batch)
+    _check_fits(cfg, opts, device)
     log = train(out, cfg, opts, init=Path(args.init) if args.init else None, stages=stages)
     if "eval" in log:
         print(json.dumps({"vae_iou": log["eval"]["vae_iou"]["overall"],

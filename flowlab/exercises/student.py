@@ -16,13 +16,14 @@ STUB lines (keeping their indentation). Every code cell loses its outputs and ex
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 
 import nbformat
 
 from ..errors import FlowlabError
-from ..io import write_atomic
+from ..io import check_member, write_atomic
 
 __all__ = ["SOLUTION_TAG", "STUDENT_TAG", "strip_solution", "student_notebook", "find_exercise_notebooks",
            "write_student_notebooks"]
@@ -133,10 +134,14 @@ def write_student_notebooks(out: str | Path, source: str | Path | None = None, *
     exists). Refuses, before writing anything, to overwrite existing files unless ``force``. Each file is
     written atomically. Returns the written paths."""
     out = Path(out)
+    if len(out.name.encode("utf-8", "surrogateescape")) > 255:
+        raise FlowlabError("--out: the folder name is longer than the file system allows; use a shorter name")
     if out.exists() and not out.is_dir():
         raise FlowlabError(f"--out {str(out)!r} is a file; give a folder for the student notebooks")
     if not out.exists() and not out.parent.is_dir() and str(out.parent):
         raise FlowlabError(f"cannot create {str(out)!r}: its parent folder {str(out.parent)!r} does not exist")
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise FlowlabError(f"--out {str(out)!r} is not writable; choose another folder")
     solved = find_exercise_notebooks(source)
     built = []
     for path in solved:
@@ -145,12 +150,18 @@ def write_student_notebooks(out: str | Path, source: str | Path | None = None, *
         except Exception as exc:  # a broken JSON file: say which
             raise FlowlabError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
         built.append((out / path.name, student_notebook(nb, path.name)))
-    existing = [str(p) for p, _ in built if p.exists()]
+    existing = [str(p) for p, _ in built if p.exists() or p.is_symlink()]
     if existing and not force:
         raise FlowlabError(f"{len(existing)} file(s) already exist ({', '.join(existing)}); a student may have "
                            "worked in them. Choose another --out folder or pass --force to overwrite")
     notation = _notation_for(solved, [nb for _, nb in built])
-    out.mkdir(exist_ok=True)
+    if out.is_dir():
+        for target, _ in built:
+            check_member(out, target.name, label=f"--out {str(out)!r}", force=force)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise FlowlabError(f"cannot create --out {str(out)!r}: {exc.strerror}; choose a writable folder") from None
     for target, nb in built:
         write_atomic(target, nbformat.writes(nb) + "\n")
     if notation is not None:

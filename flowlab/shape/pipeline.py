@@ -99,6 +99,12 @@ class DiTVelocity:
         return self.dit(x, t_in, cond, guidance=g)
 
 
+#: Beyond these, a NaN in sampling is blamed on the guidance scale / the image tokens (values of released runs:
+#: guidance 1 to 10, DINOv2 tokens |x| < ~50).
+GUIDANCE_SANE = 1e4
+TOKENS_SANE = 1e4
+
+
 def _check_guidance(guidance: object) -> None:
     """A CFG scale is None or a finite number (NaN would silently disable CFG, inf overflows every step)."""
     import math
@@ -283,13 +289,22 @@ class ShapePipeline:
         except torch.cuda.OutOfMemoryError:
             raise _oom("sampling", "use a smaller batch, or a smaller model (mini)") from None
         except NonFiniteError:
-            self._blame_inputs(cond, latents)
+            self._blame_inputs(cond, latents, guidance)
             raise
 
-    def _blame_inputs(self, cond: Tensor, latents: Tensor) -> None:
-        """After a NaN in sampling: name a non-finite input (weights, tokens, latents) before the time convention."""
+    def _blame_inputs(self, cond: Tensor, latents: Tensor, guidance: float | None = None) -> None:
+        """After a NaN in sampling: name a non-finite or overflowing input (weights, tokens, latents, guidance)
+        before the time convention."""
         if not bool(torch.isfinite(latents).all()):
             raise NonFiniteError("the initial latents contain NaN or inf; start from finite noise (latents=None)")
+        if guidance is not None and abs(guidance) > GUIDANCE_SANE:
+            raise FlowlabError(f"guidance {guidance:g} made the velocity overflow (v_u + w (v_c - v_u) exceeds the "
+                               f"{self.dtype} range); use a CFG scale such as 5.0 (the releases use 1 to 10)")
+        peak = float(cond.detach().abs().max()) if cond.numel() else 0.0
+        if peak > TOKENS_SANE:
+            raise FlowlabError(f"the image tokens reach |{peak:.3g}|, far outside what an image encoder produces "
+                               f"(|value| < {TOKENS_SANE:g}), and overflowed the DiT; pass an embedding made by the "
+                               "model's conditioner (or --image)")
         for label, module in (("DiT", self.dit),):
             for name, p in module.named_parameters():
                 if not bool(torch.isfinite(p).all()):

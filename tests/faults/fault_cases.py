@@ -31,6 +31,10 @@ TOY = "--dist eight_gaussians --device cpu"
 
 CASES: dict[str, list[Case]] = {
     "sample": [
+        case("top-seed-device-meta", f"sample {TOY} --n 10 --seed 18446744073709551615 --device meta",
+             "a 'meta' device is not supported"),
+        case("work-beyond-the-limit", "sample --dist eight_gaussians --device cpu --n 1000000 --steps 100000 "
+             "--out {out.npz}", "would take about", "pass --yes to run it anyway"),
         case("n-too-large", f"sample {TOY} --n 1000000000000 --out {{out.npz}}",
              "--n 1000000000000 samples needs about", "more than the", "use a smaller --n"),
         case("steps-too-many", f"sample {TOY} --steps 1000000000000", "--steps 1000000000000 is more than the limit of 100,000"),
@@ -80,7 +84,7 @@ CASES: dict[str, list[Case]] = {
         case("bogus-variant", "shape --model {model} --embedding {cond} --variant bogus --quiet",
              "no weight file for variant 'bogus'", "looked for model.bogus.safetensors", "model.fp16.safetensors",
              "--variant (fp16)"),
-        case("out-is-a-folder", f"{SHAPE} --out {{folder}}", "is a folder; give a file name such as mesh.glb"),
+        case("out-is-a-folder", f"{SHAPE} --out {{folder}}", "is a directory; give a file name", "such as mesh.glb"),
         case("image-is-a-folder", "shape --model {model} --image {folder} --quiet", "is a directory"),
         case("embedding-is-a-folder", "shape --model {model} --embedding {folder} --quiet", "is a directory"),
         case("embedding-random-bytes", "shape --model {model} --embedding {random_pt} --quiet",
@@ -101,6 +105,11 @@ CASES: dict[str, list[Case]] = {
              "no solved exercise notebooks (EX_*.ipynb) found in /nonexistent/flowlab-exercises"),
     ],
     "train-shape": [
+        case("vae-batch-beyond-memory", "train-shape --out {folder} --device cpu --vae-batch 1000000000",
+             "--vae-batch 1000000000 needs about", "use a smaller --vae-batch"),
+        case("pool-beyond-memory", "train-shape --out {folder} --device cpu --pool 100000000",
+             "--pool 100000000 needs about", "use a smaller --pool"),
+        case("out-is-a-file", "train-shape --out {out.json} --smoke", "exists and is not a folder"),
         case("seed-beyond-64-bits", "train-shape --out {folder} --smoke --seed 99999999999999999999999",
              "does not fit a 64-bit generator seed"),
         case("unknown-stage", "train-shape --out {folder} --smoke --stages vae,foo", "--stages 'vae,foo'"),

@@ -56,8 +56,8 @@ def marching_cubes(logits: Tensor | np.ndarray, *, level: float = 0.0, bounds: f
         raise FlowlabError(
             f"no surface: the occupancy logits span [{lo:.4g}, {hi:.4g}] and never cross the iso-level "
             f"{level:g}, so there is no mesh to write. Check that the weights are the released ones "
-            f"(random or mismatched weights give an empty field), try more steps or another seed, "
-            f"or pass a different iso-level.")
+            f"(random or mismatched weights give an empty field), try more steps or another seed "
+            f"(from Python: pass another level= to this function).")
     verts, faces, _normals, _values = measure.marching_cubes(vol, level, method="lewiner")
     grid_size = np.array(vol.shape)
     box = np.array([2 * bounds] * 3)

@@ -413,6 +413,13 @@ def load_strict(module: nn.Module, state: dict[str, Tensor], *, what: str, sourc
         raise FlowlabError(f"{source}: the {what} weights do not match the architecture in config.yaml: "
                            f"{report.describe()}. Check that config.yaml and the weight file come from the same "
                            f"release folder")
+    own = module.state_dict()
+    retyped = sorted(k for k, v in state.items() if k in own and own[k].is_floating_point()
+                     and not v.is_floating_point())
+    if retyped:
+        raise FlowlabError(f"{source}: the {what} weight {retyped[0]!r} has dtype {state[retyped[0]].dtype} "
+                           f"({len(retyped)} weight(s) are not floating point); released weights are float16, "
+                           "bfloat16 or float32: the file is damaged or was converted wrongly, download it again")
     on_meta = any(p.is_meta for p in module.parameters())
     module.load_state_dict(state, strict=True, assign=on_meta)
     return module

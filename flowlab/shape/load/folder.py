@@ -78,6 +78,11 @@ def load_pipeline(model: str | os.PathLike, *, device: torch.device | str = "cpu
 
     device = resolve_device(device)
     folder = find_model_folder(model, download=download, variant=variant)
+    if (folder.path / "manifest.json").is_file():  # wherever a manifest exists, the files must match it
+        from .mini import verify_manifest
+
+        verify_manifest(folder.path, "copy the folder again from its source (or delete manifest.json if you changed "
+                        "the files on purpose)")
     cfg = folder.config
     check_config_values(cfg, folder.path / "config.yaml")
     if folder.is_standalone_vae:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -43,6 +44,41 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_manifest(folder: Path, how: str) -> dict:
+    """``manifest.json``'s ``files`` mapping, every entry ``{"sha256": 64 hex digits, "bytes": int}``; a
+    FlowlabError naming the manifest when it is not that (null, a list, an entry without its hash)."""
+    man = Path(folder) / MANIFEST
+    try:
+        entries = json.loads(man.read_text())["files"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, OSError):
+        raise FlowlabError(f"{man}: the manifest is damaged (not the JSON flowlab wrote); {how}") from None
+    if not isinstance(entries, dict) or not entries:
+        raise FlowlabError(f"{man}: the manifest is damaged ('files' is {type(entries).__name__}, not a mapping of "
+                           f"file names to hashes); {how}")
+    for name, entry in entries.items():
+        ok = (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64
+              and isinstance(entry.get("bytes"), int) and not isinstance(entry.get("bytes"), bool))
+        if not ok or not isinstance(name, str) or "/" in name or name.startswith("."):
+            raise FlowlabError(f"{man}: the manifest is damaged (the entry for {name!r} needs a 'sha256' of 64 hex "
+                               f"digits and a 'bytes' count); {how}")
+    return entries
+
+
+def verify_manifest(folder: Path, how: str, required: tuple[str, ...] = ()) -> None:
+    """Every file listed in ``folder``'s manifest (and every ``required`` name) is present and unaltered."""
+    folder = Path(folder)
+    man = folder / MANIFEST
+    entries = read_manifest(folder, how)
+    for name in (*required, *(n for n in entries if n not in required)):
+        path = folder / name
+        if name not in entries:
+            raise FlowlabError(f"{man}: no entry for {name}; the manifest is damaged; {how}")
+        if not path.is_file():
+            raise FlowlabError(f"{path}: a file listed in {MANIFEST} is missing; {how}")
+        if path.stat().st_size != entries[name]["bytes"] or _sha256(path) != entries[name]["sha256"]:
+            raise FlowlabError(f"{path}: this file was altered (its SHA-256 or size differs from {MANIFEST}); {how}")
+
+
 def mini_folder(folder: Path | None = None, *, verify: bool = True) -> Path:
     """The shipped folder, every file checked against ``manifest.json`` (FlowlabError naming the first
     missing or altered file)."""
@@ -51,21 +87,10 @@ def mini_folder(folder: Path | None = None, *, verify: bool = True) -> Path:
     man = folder / MANIFEST
     if not man.is_file():
         raise FlowlabError(f"{man}: the mini model's manifest is missing; {how}")
-    try:
-        entries = json.loads(man.read_text())["files"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-        raise FlowlabError(f"{man}: the manifest is damaged (not the JSON flowlab wrote); {how}") from None
     if not verify:
+        read_manifest(folder, how)
         return folder
-    for name in SHIPPED_FILES:
-        path = folder / name
-        if name not in entries:
-            raise FlowlabError(f"{man}: no entry for {name}; the manifest is damaged; {how}")
-        if not path.is_file():
-            raise FlowlabError(f"{path}: a file of the mini model is missing; {how}")
-        if path.stat().st_size != entries[name]["bytes"] or _sha256(path) != entries[name]["sha256"]:
-            raise FlowlabError(f"{path}: this file of the mini model was altered (its SHA-256 or size differs from "
-                               f"{MANIFEST}); {how}")
+    verify_manifest(folder, how, SHIPPED_FILES)
     return folder
 
 
@@ -161,11 +186,52 @@ def plot_training_log(logs: list[dict], path: Path) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def read_train_log(run: Path) -> dict:
+    """``run/train_log.json`` as a dict with a ``config`` mapping; a FlowlabError naming the file otherwise."""
+    path = Path(run) / "train_log.json"
+    try:
+        log = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FlowlabError(f"{path} is not a readable JSON training log ({type(exc).__name__}); pass the --out folder "
+                           "of a finished `flowlab train-shape` run") from None
+    if not isinstance(log, dict) or not isinstance(log.get("config"), dict):
+        raise FlowlabError(f"{path} lacks the 'config' section flowlab train-shape writes; pass the --out folder of "
+                           "a finished run")
+    return log
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The tensors of one training checkpoint; a FlowlabError for a truncated or damaged file."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise FlowlabError(f"{path} is not a readable safetensors file ({exc}); it may be truncated: run the stage "
+                           "that writes it again") from None
+    bad = sorted(k for k, v in tensors.items() if not v.is_floating_point())
+    if bad:
+        raise FlowlabError(f"{path}: {bad[0]} has dtype {tensors[bad[0]].dtype}; checkpoints hold floating weights, "
+                           "so the file is damaged")
+    return tensors
+
+
+def _check_export_dest(dest: Path) -> None:
+    import os
+
+    if dest.exists() and not dest.is_dir():
+        raise FlowlabError(f"--export {str(dest)!r} exists and is not a folder; give a folder name")
+    if dest.is_dir() and not os.access(dest, os.W_OK | os.X_OK):
+        raise FlowlabError(f"--export {str(dest)!r} is not writable; choose another folder")
+    if not dest.exists() and not (dest.parent if str(dest.parent) else Path(".")).is_dir():
+        raise FlowlabError(f"--export {str(dest)!r}: folder {str(dest.parent)!r} does not exist; create it first")
+
+
 def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
     """Write the shipped layout to ``dest`` from a ``flowlab train-shape`` output folder ``run``
     (``previous``: folders of the runs it was initialised from, oldest first, for the log)."""
     yaml = require("yaml", "the mini model's config.yaml")
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from ...io import write_atomic
     from ..models.image_encoder import PatchConditioner
@@ -174,16 +240,39 @@ def export_folder(run: Path, dest: Path, previous: list[Path] = ()) -> Path:
     need = ["dit.safetensors", "vae.safetensors", "conditioner.safetensors", "encoder.safetensors", "train_log.json"]
     for n in need:
         if not (run / n).is_file():
-            raise FlowlabError(f"{run / n} is missing; pass the output folder of a finished training run (flowlab.shape.train)")
-    log = json.loads((run / "train_log.json").read_text())
-    logs = [json.loads((Path(p) / "train_log.json").read_text()) for p in previous] + [log]
+            raise FlowlabError(f"{run / n} is missing; pass the --out folder of a finished `flowlab train-shape` run")
+    log = read_train_log(run)
+    logs = [read_train_log(Path(p)) for p in previous] + [log]
+    _check_export_dest(dest)
+    try:
+        _config_yaml(log, {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FlowlabError(f"{run / 'train_log.json'}: its 'config' section cannot describe the model ({exc}); pass "
+                           "the --out folder of a finished `flowlab train-shape` run") from None
+    scale = log.get("scale_factor")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise FlowlabError(f"{run / 'train_log.json'}: scale_factor = {scale!r} is not a finite number > 0 (the VAE "
+                           "stage diverged or did not finish), so the exported model could not be loaded; run the "
+                           "vae stage again")
+    image = log["config"].get("image")
+    if not isinstance(image, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                              for v in image.values()):
+        raise FlowlabError(f"{run / 'train_log.json'}: config.image = {image!r:.80} must map the image encoder's "
+                           "sizes to whole numbers >= 1; pass the --out folder of a finished run")
+    from ...limits import check_memory
+
+    check_memory(16.0 * image.get("width", 1) ** 2 * (image.get("layers", 1) + 1)
+                 + 4.0 * image.get("image_size", 1) ** 2 * image.get("width", 1),
+                 f"the image encoder in {run / 'train_log.json'} ({image})",
+                 "the training log is damaged: pass the --out folder of a finished run")
+    tensors = {name: read_checkpoint(run / f"{name}.safetensors") for name in ("dit", "vae", "conditioner", "encoder")}
     dest.mkdir(parents=True, exist_ok=True)
     cond = PatchConditioner(**log["config"]["image"])
     flat = {}
     for prefix, name in (("model", "dit"), ("vae", "vae"), ("conditioner", "conditioner")):
-        for k, v in load_file(str(run / f"{name}.safetensors")).items():
+        for k, v in tensors[name].items():
             flat[f"{prefix}.{k}"] = v.to(torch.float16).contiguous()
-    enc = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(run / "encoder.safetensors")).items()}
+    enc = {k: v.to(torch.float16).contiguous() for k, v in tensors["encoder"].items()}
     import tempfile
 
     for name, tensors in (("model.fp16.safetensors", flat), ("vae_encoder.fp16.safetensors", enc)):

@@ -224,13 +224,44 @@ def recenter(rgba: np.ndarray, border_ratio: float = 0.15) -> np.ndarray:
     return rgb.clip(0, 255).astype(np.uint8)
 
 
+#: Largest image side flowlab reads (the square canvas the object is recentred on is side x side RGBA).
+MAX_IMAGE_SIDE = 8192
+#: Largest image flowlab decodes, in pixels (an 8-bit RGBA image of this size is 160 MiB).
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def check_image_size(w: int, h: int, what: str) -> None:
+    """Refuse an image whose decoded pixels or square canvas would not fit the bounds above (from its header)."""
+    if max(w, h) > MAX_IMAGE_SIDE or w * h > MAX_IMAGE_PIXELS:
+        canvas = max(w, h) ** 2 * 4
+        raise FlowlabError(f"{what} is {w}x{h} pixels: decoding it and padding it to a {max(w, h)}x{max(w, h)} square "
+                           f"canvas would take about {canvas / 2 ** 30:.1f} GiB; flowlab reads images up to "
+                           f"{MAX_IMAGE_SIDE} pixels a side and {MAX_IMAGE_PIXELS / 1e6:.0f} Mpx (the model sees "
+                           "512x512): resize it first")
+
+
+def open_image(path: Path):
+    """Read an image file: its header first (size bounded by :func:`check_image_size`), then its pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    what = f"image {str(path)!r}"
+    try:
+        with Image.open(path) as im:
+            check_image_size(*im.size, what)
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, FlowlabError):
+            raise
+        raise FlowlabError(f"cannot read {what} ({type(e).__name__}: {e}); give a PNG or JPEG file") from None
+
+
 def load_image(image: "str | os.PathLike | object", size: int = 512, border_ratio: float = 0.15) -> Tensor:
     """A path or PIL image -> (1, 3, size, size) float32 in [-1, 1] (recentred, white background).
 
     Raises FlowlabError for an unreadable file or an unsupported mode.
     """
     Image = require("PIL.Image", "reading an image")
-    UnidentifiedImageError = Image.UnidentifiedImageError
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
@@ -238,14 +269,10 @@ def load_image(image: "str | os.PathLike | object", size: int = 512, border_rati
             raise FlowlabError(f"image {str(path)!r} is a directory; pass one image file (PNG or JPEG)")
         if not path.is_file():
             raise FlowlabError(f"image {str(path)!r} not found")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                img = im.copy()
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise FlowlabError(f"cannot read image {str(path)!r} ({type(e).__name__}: {e}); give a PNG or JPEG file") from None
+        img = open_image(path)
     elif isinstance(image, Image.Image):
         img = image
+        check_image_size(*img.size, "the image")
     else:
         raise FlowlabError(f"expected an image path or a PIL image, got {type(image).__name__}")
     if img.mode not in SUPPORTED_MODES:

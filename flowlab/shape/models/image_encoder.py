@@ -108,7 +108,6 @@ def load_mini_image(image: "str | os.PathLike | object", size: int = 64) -> Tens
     Grayscale (L, LA), palette and RGB(A) images are converted.
     """
     Image = require("PIL.Image", "reading an image")
-    UnidentifiedImageError = Image.UnidentifiedImageError
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
@@ -116,15 +115,14 @@ def load_mini_image(image: "str | os.PathLike | object", size: int = 64) -> Tens
             raise FlowlabError(f"image {str(path)!r} not found")
         if path.stat().st_size == 0:
             raise FlowlabError(f"image {str(path)!r} is an empty file (0 bytes); give a PNG or JPEG image")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                img = im.copy()
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-            raise FlowlabError(f"cannot read image {str(path)!r} ({type(e).__name__}); it is not an image "
-                               f"flowlab can read: give a PNG or JPEG file") from None
+        from .conditioner import open_image
+
+        img = open_image(path)
     elif isinstance(image, Image.Image):
+        from .conditioner import check_image_size
+
         img = image
+        check_image_size(*img.size, "the image")
     else:
         raise FlowlabError(f"expected an image path or a PIL image, got {type(image).__name__}")
     w, h = img.size

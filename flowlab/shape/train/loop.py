@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...conventions import REVERSED
+from ...errors import FlowlabError
+from ...limits import derived_seed
 from ..models.dit import DiTConfig, ShapeDiT
 from ..models.encoder import EncoderConfig, ShapeVAEEncoder
 from ..models.image_encoder import PatchConditioner
@@ -220,7 +222,7 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
     enc, vae = models["encoder"], models["vae"]
     params = list(enc.parameters()) + list(vae.parameters())
     opt = torch.optim.AdamW(params, lr=opts.vae_lr, weight_decay=0.01, betas=(0.9, 0.99))
-    g = torch.Generator(dev).manual_seed(opts.seed + 1)
+    g = torch.Generator(dev).manual_seed(derived_seed(opts.seed, 1))
     budget = _StepBudget("vae", opts.vae_steps, opts.vae_time, opts, dev, t0)
     total = budget.total
     hist = log.setdefault("vae", {"step": [], "loss": [], "bce": [], "kl": [], "acc": [], "lr": [], "time": []})
@@ -258,7 +260,7 @@ def make_pool(models, opts: TrainOptions, n: int, seed: int, chunk: int = 512) -
     dev = torch.device(opts.device)
     enc = models["encoder"].eval()
     shapes = random_shapes(n, seed, device=dev)
-    g = torch.Generator(dev).manual_seed(seed + 3)
+    g = torch.Generator(dev).manual_seed(derived_seed(seed, 3))
     imgs, lat = [], []
     for i in range(0, n, chunk):
         s = shapes[i:i + chunk]
@@ -299,7 +301,7 @@ def train_dit(models, pool, scale: float, opts: TrainOptions, log: dict, t0: flo
     ema = {"dit": copy.deepcopy(dit).eval(), "conditioner": copy.deepcopy(cond).eval()}
     params = list(dit.parameters()) + list(cond.parameters())
     opt = torch.optim.AdamW(params, lr=opts.dit_lr, weight_decay=0.01, betas=(0.9, 0.99))
-    g = torch.Generator(dev).manual_seed(opts.seed + 2)
+    g = torch.Generator(dev).manual_seed(derived_seed(opts.seed, 2))
     n = pool["latents"].shape[0]
     budget = _StepBudget("dit", opts.dit_steps, opts.dit_time, opts, dev, t0, reserve=opts.eval_reserve)
     total = budget.total
@@ -347,11 +349,10 @@ def _save_module(module: nn.Module, path: Path) -> None:
 
 
 def load_module(module: nn.Module, path: Path) -> nn.Module:
-    from safetensors.torch import load_file
-
     from ..load.checkpoint import load_strict
+    from ..load.mini import read_checkpoint
 
-    state = load_file(str(path))
+    state = read_checkpoint(path)
     own = module.state_dict()
     return load_strict(module, {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()},
                        what=path.stem, source=path)
@@ -385,8 +386,14 @@ def _train(out: Path, cfg: MiniConfig, opts: TrainOptions, *, init: Path | None,
         for name, m in models.items():
             if (init / f"{name}.safetensors").is_file():
                 load_module(m, init / f"{name}.safetensors")
-        prev = json.loads((init / "train_log.json").read_text()) if (init / "train_log.json").is_file() else {}
-        scale = float(prev.get("scale_factor", 1.0))
+        from ..load.mini import read_train_log
+
+        prev = read_train_log(init) if (init / "train_log.json").is_file() else {}
+        scale = prev.get("scale_factor", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise FlowlabError(f"{init / 'train_log.json'}: scale_factor = {scale!r} is not a finite number > 0; "
+                               "--init needs a run whose vae stage finished")
+        scale = float(scale)
         log["init"] = {"from": str(init), "previous": {k: prev.get(k) for k in ("vae_steps", "dit_steps", "scale_factor")}}
     for m in models.values():
         m.to(dev).train()

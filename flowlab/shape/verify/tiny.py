@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..._optional import require
+from ...limits import derived_seed
 from ..models.dit import DiTConfig, ShapeDiT
 from ..pipeline import ShapePipeline
 from ..models.vae import ShapeVAE, VAEConfig
@@ -37,7 +38,7 @@ TINY_ENCODER = {"type": "DinoImageEncoder", "kwargs": {"config": TINY_DINO, "ima
 
 def tiny_cond(seed: int = 0, tokens: int = TINY_COND_TOKENS, dim: int = TINY_DIT.context_in_dim) -> torch.Tensor:
     """A seeded stand-in for image tokens: (1, tokens, dim) float32."""
-    return torch.randn(1, tokens, dim, generator=torch.Generator().manual_seed(seed + 7))
+    return torch.randn(1, tokens, dim, generator=torch.Generator().manual_seed(derived_seed(seed, 7)))
 
 
 @torch.no_grad()
@@ -55,7 +56,7 @@ def tiny_pipeline(seed: int = 0, *, guidance_embed: bool = False, turbo_vae: boo
         vcfg.update(geo_decoder_downsample_ratio=2, geo_decoder_mlp_expand_ratio=1, geo_decoder_ln_post=False)
     vae = ShapeVAE(VAEConfig(**vcfg))
     # put the iso-level inside the field: calibrate the output bias on a coarse grid of a reference latent
-    z = torch.randn(1, *vae.latent_shape, generator=torch.Generator().manual_seed(seed + 11))
+    z = torch.randn(1, *vae.latent_shape, generator=torch.Generator().manual_seed(derived_seed(seed, 11)))
     field = decode_dense(vae.geo_decoder, vae.decode_latents(z), 16, chunk_size=5000)
     vae.geo_decoder.output_proj.bias -= torch.quantile(field.flatten(), 1 - inside_fraction)
     conditioner = None
