@@ -100,7 +100,11 @@ CASES: dict[str, list[Case]] = {
         case("dpi-out-of-range", "figures --out {folder} --dpi 0", "--dpi must be an integer from 30 to 600"),
     ],
     "exercises": [
-        case("no-out", "exercises", "say where to write the student notebooks: --out DIR"),
+        case("no-out", "exercises", "say what to write: --out DIR (student notebooks), --key DIR (answer key)"),
+        case("key-into-the-student-folder", "exercises --out {folder} --key {folder}", "must name different folders"),
+        case("key-is-a-file", "exercises --key {out.json}", "is a file; give a folder for the answer key"),
+        case("nbgrader-parent-missing", "exercises --nbgrader /nonexistent/flowlab-x/course",
+             "its parent folder '/nonexistent/flowlab-x' does not exist"),
         case("source-missing", "exercises --out {folder} --source /nonexistent/flowlab-exercises",
              "no solved exercise notebooks (EX_*.ipynb) found in /nonexistent/flowlab-exercises"),
     ],
@@ -118,6 +122,21 @@ CASES: dict[str, list[Case]] = {
              "--dit-time must be a positive number of seconds"),
         case("init-missing", "train-shape --out {folder} --smoke --init /nonexistent/flowlab-run",
              "--init '/nonexistent/flowlab-run' is not a folder"),
+    ],
+    "course": [
+        case("no-out", "course", "the following arguments are required: --out", rc=2),
+        case("out-is-a-file", "course --out {out.json}", "is a file; give a folder for the course kit"),
+        case("parent-missing", "course --out /nonexistent/flowlab-x/kit", "its parent folder '/nonexistent/flowlab-x'"),
+    ],
+    "notebooks": [
+        case("no-out", "notebooks", "say where to copy the tutorial: --out DIR"),
+        case("parent-missing", "notebooks --out /nonexistent/flowlab-x/nb", "its parent folder '/nonexistent/flowlab-x'"),
+    ],
+    "check": [
+        case("no-target", "check", "the following arguments are required: FILE.py:FUNCTION", rc=2),
+        case("not-a-python-file", "check /nonexistent/flowlab-x.py:f --convention reversed",
+             "'/nonexistent/flowlab-x.py' is not a Python file", rc=2),   # flowlab check: 2 is bad usage, 1 findings
+        case("no-function-named", "check /etc/hostname --convention reversed", "expected FILE.py:FUNCTION", rc=2),
     ],
 }
 
