@@ -363,7 +363,7 @@ def diffusers_scale_noise_renoise(model, x, steps):  # re-noises every step with
 
 class HunyuanFlowMatchEuler:
     """hy3dgen 2.0.2's FlowMatchEulerDiscreteScheduler as its pipeline drives it, reproduced (hy3dgen is not
-    installed here; tests/data/schedulers/hunyuan3d2.json was generated from the real one and the corpus test
+    installed here; flowlab/data/schedulers/hunyuan3d2.json (package data) was generated from the real one and the corpus test
     checks this class against it): ``set_timesteps(sigmas=linspace(0, 1, N))`` keeps the sigmas (float32),
     ``timesteps = sigmas * 1000`` and appends ``1.0`` to the sigmas; ``step`` is ``x + (sigma_next - sigma) v``
     with the sample upcast to float32 and the result cast back to the model output's dtype."""

@@ -19,11 +19,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_corpus as corpus  # noqa: E402
 
+from flowlab.resources import data_dir  # noqa: E402
 from flowlab.testing import FINDING_CODES  # noqa: E402
 from flowlab.testing.sampler import check_sampler  # noqa: E402
 
 NEEDS = {"diffusers": "diffusers", "kdiff": "torchsde", "flow_matching": "flow_matching", "torchdiffeq": "torchdiffeq"}
-FIXTURE = Path(__file__).resolve().parent / "data" / "schedulers" / "hunyuan3d2.json"
+FIXTURE = data_dir("schedulers") / "hunyuan3d2.json"
 _REPORTS: dict[str, object] = {}
 
 
