@@ -40,7 +40,7 @@ from . import symbolic as S
 from .conventions import CONVENTIONS, Convention, T
 from .errors import FlowlabError
 from .inspector_card import Inspection, StepCoefficients, _fmt_list
-from .probe_exact import quiet_repeats
+from .probe_exact import next_sample, quiet_repeats
 
 __all__ = ["StepCoefficients", "Inspection", "inspect", "inspect_scheduler", "inspect_step", "schedule_step",
            "resolve_scheduler", "ALIASES"]
@@ -52,18 +52,6 @@ _UNIT_TOL = 1e-5   # |a - 1| and |c| below this: an Euler step
 
 
 # ---- probing --------------------------------------------------------------------------------------
-
-def _as_tensor_output(out: object, i: int) -> Tensor:
-    if isinstance(out, Tensor):
-        return out
-    prev = getattr(out, "prev_sample", None)
-    if isinstance(prev, Tensor):
-        return prev
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        return out[0]
-    raise FlowlabError(f"step {i} returned {type(out).__name__}; expected the next sample as a tensor, a tuple "
-                       "whose first item is it, or an object with .prev_sample")
-
 
 def _probe_rows(gen: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     x = torch.zeros(_ROWS, _WIDTH, dtype=dtype)
@@ -99,7 +87,7 @@ def _probe(step: Callable[[Tensor, Tensor, Tensor], object], timesteps: Sequence
         x, v = _probe_rows(gen, dtype)
         twin = snapshot() if snapshot is not None else None
         try:
-            y = _as_tensor_output(step(v.clone(), t, x.clone()), i)
+            y = next_sample(step(v.clone(), t, x.clone()), f"step {i}")
         except FlowlabError:
             raise
         except Exception as exc:  # the foreign step failed on plain tensors
@@ -109,7 +97,7 @@ def _probe(step: Callable[[Tensor, Tensor, Tensor], object], timesteps: Sequence
             raise FlowlabError(f"step {i} returned shape {tuple(y.shape)} for a sample of shape {tuple(x.shape)}; "
                                "expected the next sample, shaped like the sample")
         if twin is not None:
-            y2 = _as_tensor_output(twin(v.clone(), t, x.clone()), i)
+            y2 = next_sample(twin(v.clone(), t, x.clone()), f"step {i}")
             if not torch.equal(y, y2):
                 findings.append(f"step {i} is not deterministic: the same inputs gave different outputs "
                                 "(stochastic sampling / churn); no convention derived")

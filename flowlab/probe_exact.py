@@ -175,7 +175,9 @@ class _Run:
     noop_calls: tuple[int, ...]
 
 
-def _next_sample(out: object) -> Tensor:
+def next_sample(out: object, where: str = "step") -> Tensor:
+    """The next sample from whatever a scheduler's ``step`` returned: a tensor, a tuple whose first item is
+    it, or an object with ``.prev_sample`` (diffusers)."""
     if isinstance(out, Tensor):
         return out
     prev = getattr(out, "prev_sample", None)
@@ -183,8 +185,8 @@ def _next_sample(out: object) -> Tensor:
         return prev
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
         return out[0]
-    raise FlowlabError(f"step returned {type(out).__name__}; expected the next sample (a tensor, a tuple whose first "
-                       "item is it, or an object with .prev_sample)")
+    raise FlowlabError(f"{where} returned {type(out).__name__}; expected the next sample (a tensor, a tuple whose "
+                       "first item is it, or an object with .prev_sample)")
 
 
 def _run(base: object, set_kwargs: dict, path: _Path, output: str, gmm: GaussianMixture, noise: Tensor,
@@ -204,7 +206,7 @@ def _run(base: object, set_kwargs: dict, path: _Path, output: str, gmm: Gaussian
         d, e = gmm._posterior(xin.double(), torch.tensor([ab[0]], dtype=torch.float64),
                               torch.tensor([ab[1]], dtype=torch.float64))
         out = OUTPUTS[output](d, e, ab[0], ab[1]).to(x.dtype)
-        x_new = _next_sample(sched.step(out, t, x))
+        x_new = next_sample(sched.step(out, t, x))
         if torch.equal(x_new, x):
             noop.append(i)
         calls.append((float(t), ab[0], ab[1]))
