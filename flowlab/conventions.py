@@ -463,6 +463,11 @@ class Convention:
         ``x + (1 - t) v``). Other affine paths: the solution of the 2x2 system.
         """
         self._entry("pred_data", x, v, t)
+        return self._pred_data(x, v, t)
+
+    def _pred_data(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
+        """:meth:`pred_data` without the entry checks: any time, even outside the interval (flowlab.testing
+        evaluates a user's mistaken times, e.g. ``t * 1000``, to diagnose them)."""
         if self.is_straight:
             return F.jump(x, v, t, self.data_time)
         return F.velocity_to_data(x, v, *self._coeffs_like(t, x))
@@ -470,6 +475,10 @@ class Convention:
     def pred_noise(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
         """The noise prediction (conventional ``x + (1 - sigma) v``, reversed ``x - t v``)."""
         self._entry("pred_noise", x, v, t)
+        return self._pred_noise(x, v, t)
+
+    def _pred_noise(self, x: Tensor, v: Tensor, t: Tensor | float) -> Tensor:
+        """:meth:`pred_noise` without the entry checks (see :meth:`_pred_data`)."""
         if self.is_straight:
             return F.jump(x, v, t, self.noise_time)
         return F.velocity_to_noise(x, v, *self._coeffs_like(t, x))

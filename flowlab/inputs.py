@@ -97,7 +97,7 @@ def check_times(t: object, convention, *, name: str = "t", where: str = "") -> N
         raise FlowlabError(f"{at}{name} is on the 'meta' device (no values); create it on 'cpu' or 'cuda'")
     if not values_checkable(t):
         return
-    lo, hi = sorted((float(convention.t_noise), float(convention.t_data)))
+    lo, hi = _endpoints(convention)
     slack = TIME_SLACK * (hi - lo)
     if isinstance(t, Tensor):
         if t.numel() == 0:
@@ -126,7 +126,7 @@ def check_not_at(t: object, convention, endpoint: str, *, quantity: str, reason:
     divides by zero (``reason`` says which coefficient)."""
     if not values_checkable(t):
         return
-    at = float(getattr(convention, endpoint))
+    at = _endpoint_float(convention, endpoint)
     hit = bool((t.detach() == at).any()) if isinstance(t, Tensor) else float(t) == at  # type: ignore[arg-type]
     if hit:
         raise FlowlabError(f"{convention.name}.{quantity} is undefined at t = {at:g} ({endpoint}): {reason}; "
@@ -144,6 +144,18 @@ def check_scale(scale: object, name: str = "scale") -> None:
         return
     if not isinstance(scale, (int, float)) or not math.isfinite(scale):
         raise FlowlabError(f"{name} must be a finite number (1 = no guidance), got {scale!r}")
+
+
+def _endpoint_float(convention, endpoint: str) -> float:
+    """``convention``'s ``endpoint`` (``"t_data"`` / ``"t_noise"``) as the float stored at construction
+    (``data_time`` / ``noise_time``): no SymPy on the sampling path."""
+    stored = getattr(convention, {"t_data": "data_time", "t_noise": "noise_time"}.get(endpoint, ""), None)
+    return float(stored) if isinstance(stored, (int, float)) else float(getattr(convention, endpoint))
+
+
+def _endpoints(convention) -> tuple[float, float]:
+    """``(lo, hi)``: the convention's time interval as floats (the stored endpoint floats)."""
+    return tuple(sorted((_endpoint_float(convention, "t_noise"), _endpoint_float(convention, "t_data"))))
 
 
 def _interval(convention) -> str:

@@ -141,7 +141,7 @@ class ProbeModel:
             raise FlowlabError(f"the time passed to the model has shape {tuple(tt.shape)}, which does not broadcast "
                                f"to x's leading shape {tuple(lead)}; pass a number, a 0-d tensor or a (B,) tensor")
         rows = x.detach().to(device="cpu", dtype=torch.float64).reshape(-1, dim)
-        v = self.gmm.velocity(rows, tt, self.convention)
+        v = self.gmm._velocity_unchecked(rows, tt, self.convention)
         self.calls.append(Call(rows, tt, time_dtype, v, extra))
         return v.reshape(x.shape).to(device=x.device, dtype=x.dtype)
 
@@ -150,10 +150,10 @@ def _rk4(gmm: GaussianMixture, conv: Convention, x: Tensor, t0: float, t1: float
     h = (t1 - t0) / n
     t = t0
     for _ in range(n):
-        k1 = gmm.velocity(x, t, conv)
-        k2 = gmm.velocity(x + 0.5 * h * k1, t + 0.5 * h, conv)
-        k3 = gmm.velocity(x + 0.5 * h * k2, t + 0.5 * h, conv)
-        k4 = gmm.velocity(x + h * k3, t + h, conv)
+        k1 = gmm._velocity_unchecked(x, t, conv)
+        k2 = gmm._velocity_unchecked(x + 0.5 * h * k1, t + 0.5 * h, conv)
+        k3 = gmm._velocity_unchecked(x + 0.5 * h * k2, t + 0.5 * h, conv)
+        k4 = gmm._velocity_unchecked(x + h * k3, t + h, conv)
         x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
         t = t + h
     return x
@@ -184,7 +184,7 @@ def euler_error(gmm: GaussianMixture, conv: Convention, x0: Tensor, ref: Tensor,
     x = x0.to(torch.float64)
     ts = torch.linspace(float(conv.t_noise), float(conv.t_data), steps + 1, dtype=torch.float64).tolist()
     for t, s in zip(ts[:-1], ts[1:]):
-        x = x + (s - t) * gmm.velocity(x, t, conv)
+        x = x + (s - t) * gmm._velocity_unchecked(x, t, conv)
     return rel_rms(x, ref)
 
 

@@ -143,8 +143,8 @@ def noise_as_data_steps(evs: list[Evaluation], conv: Convention, final: Tensor, 
         a, b, _, _ = conv.coefficients(tt)
         if abs(float(b[0])) < 1e-6:
             continue
-        d_wrong = conv.pred_noise(e.x, e.v, e.t)
-        d_true = conv.pred_data(e.x, e.v, e.t)
+        d_wrong = conv._pred_noise(e.x, e.v, e.t)
+        d_true = conv._pred_data(e.x, e.v, e.t)
         swapped = float(a[1]) * d_wrong + float(b[1]) * d_true
         consistent = float(a[1]) * d_wrong + float(b[1]) * (e.x - float(a[0]) * d_wrong) / float(b[0])
         tried += 1

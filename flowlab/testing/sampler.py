@@ -276,7 +276,7 @@ def _grid_euler_error(conv: Any, gmm: Any, x64: Tensor, ref: Tensor, times: list
     grid = sorted({t for t in times if 0 < (t - td) / (tn - td) <= 1}, key=lambda t: -(t - td) / (tn - td))
     x = x64
     for t, s in zip(grid, grid[1:] + [td]):
-        x = x + (s - t) * gmm.velocity(x, t, conv)
+        x = x + (s - t) * gmm._velocity_unchecked(x, t, conv)
     return rel_rms(x, ref)
 
 
@@ -324,7 +324,7 @@ def _output_mistakes(model: ProbeModel, evs: list[R.Evaluation], x64: Tensor, fi
     close = max(1e-3, tol / 10)
     for k in range(len(evs) - 1, -1, -1):
         e = evs[k]
-        if rel_rms(final, conv.pred_noise(e.x, e.v, e.t * scale)) <= close:
+        if rel_rms(final, conv._pred_noise(e.x, e.v, e.t * scale)) <= close:
             findings.append(Finding("noise_as_data", f"the output is the NOISE prediction of call {k + 1}: "
                                     f"{_noise_formula(conv)} where {_data_formula(conv)} (the data) is meant "
                                     "(Hunyuan3D-2 #124)", {"call": k + 1, f"{conv.symbol}": e.t * scale}))
