@@ -12,13 +12,15 @@ estimate and the limit, instead of a raw allocator error minutes (or hours) late
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import FlowlabError
 
 __all__ = ["MAX_STEPS", "SEED_MIN", "SEED_MAX", "available_memory", "check_memory", "check_seed", "check_count",
            "human_bytes", "derived_seed"]
+
+if TYPE_CHECKING:
+    import torch
 
 #: The most steps (or model calls) a CLI command accepts.
 MAX_STEPS = 100_000
@@ -39,6 +41,8 @@ def human_bytes(n: float) -> str:
 
 def available_memory(device: torch.device | str = "cpu") -> int:
     """Bytes that can be allocated now on ``device`` (host RAM for the CPU, free memory for CUDA)."""
+    import torch  # here, not at the top: the CLI's --help reads SEED_MAX and must not import torch
+
     dev = torch.device(device)
     if dev.type == "cuda":
         free, _total = torch.cuda.mem_get_info(dev)
@@ -60,6 +64,8 @@ def check_memory(nbytes: float, what: str, hint: str, device: torch.device | str
     """Refuse when ``nbytes`` (an estimate) exceeds :data:`MEMORY_FRACTION` of the memory available on ``device``."""
     limit = available_memory(device) * MEMORY_FRACTION
     if nbytes > limit:
+        import torch
+
         dev = torch.device(device)
         where = "free GPU memory" if dev.type == "cuda" else "available RAM"
         raise FlowlabError(f"{what} needs about {human_bytes(nbytes)}, more than the {human_bytes(limit)} this "

@@ -186,25 +186,8 @@ def train(
     Each step draws ``t ~ U(0, 1)`` in the convention's own time (uniform is symmetric, so both
     conventions see the same distribution of noise levels).
     """
-    from .limits import check_seed
-
     convention = get_convention(convention)
-    check_seed(seed, "seed")
-    if isinstance(data, Tensor):
-        check_tensor(data, "data", where="train")
-    if not isinstance(data, Tensor) or data.ndim != 2 or data.shape[0] < 1 or not data.is_floating_point():
-        shape = tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__
-        raise FlowlabError(f"train expects data as a floating tensor of shape (N, D) with N >= 1, got {shape}")
-    if not bool(torch.isfinite(data).all()):
-        raise FlowlabError("train: data contains NaN or inf; clean the training points first")
-    config = config if config is not None else MLPConfig(dim=data.shape[1])
-    if config.dim != data.shape[1]:
-        raise FlowlabError(f"train: config.dim = {config.dim} but the data has D = {data.shape[1]}")
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise FlowlabError(f"train: {name} must be a positive integer, got {value!r}")
-    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise FlowlabError(f"train: lr must be a positive finite number, got {lr!r}")
+    config = _check_train_args(data, config, steps, batch_size, lr, seed)
 
     device = data.device
     dtype = torch.float64 if data.dtype == torch.float64 else torch.float32
@@ -240,6 +223,30 @@ def train(
                            f"largest |data| value is {scale:.3g}); the network diverged. Standardise the data to values "
                            "of order 1 ((data - mean) / std) or lower lr")
     return TrainResult(model=model, losses=losses)
+
+
+def _check_train_args(data: Tensor, config: "MLPConfig | None", steps: int, batch_size: int, lr: float,
+                      seed: int) -> "MLPConfig":
+    """:func:`train`'s argument checks (a FlowlabError for each bad one); the config, defaulted from ``data``."""
+    from .limits import check_seed
+
+    check_seed(seed, "seed")
+    if isinstance(data, Tensor):
+        check_tensor(data, "data", where="train")
+    if not isinstance(data, Tensor) or data.ndim != 2 or data.shape[0] < 1 or not data.is_floating_point():
+        shape = tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__
+        raise FlowlabError(f"train expects data as a floating tensor of shape (N, D) with N >= 1, got {shape}")
+    if not bool(torch.isfinite(data).all()):
+        raise FlowlabError("train: data contains NaN or inf; clean the training points first")
+    config = config if config is not None else MLPConfig(dim=data.shape[1])
+    if config.dim != data.shape[1]:
+        raise FlowlabError(f"train: config.dim = {config.dim} but the data has D = {data.shape[1]}")
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise FlowlabError(f"train: {name} must be a positive integer, got {value!r}")
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise FlowlabError(f"train: lr must be a positive finite number, got {lr!r}")
+    return config
 
 
 def _check_train_fits(data: Tensor, config: "MLPConfig", batch_size: int, dtype: torch.dtype) -> None:

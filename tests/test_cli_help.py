@@ -76,6 +76,15 @@ def test_derive_choices_match_the_conventions() -> None:
     assert derive.CHOICES == (CONVENTIONAL.name, REVERSED.name, "both")
 
 
+def test_check_help_names_match_the_library() -> None:
+    from flowlab.commands import check
+    from flowlab.conventions import CONVENTIONS
+    from flowlab.testing._exact import SIGNATURES
+
+    assert check._STRAIGHT == tuple(name for name, conv in CONVENTIONS.items() if conv.is_straight)
+    assert check.SIGNATURES == tuple(SIGNATURES)
+
+
 def test_shape_help_names_match_the_pipeline() -> None:
     from flowlab.commands import shape
     from flowlab.shape.pipeline import DECODE_MODES, SAMPLING_CONVENTIONS

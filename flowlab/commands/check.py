@@ -27,19 +27,19 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from ..cli import in_flags
-from ..conventions import CONVENTIONS
 from ..errors import FlowlabError
-from ..testing._exact import SIGNATURES
 
 NAME = "check"
 HELP = "check your own sampling loop or prediction function (FILE.py:FUNCTION) against the exact flow"
 DESCRIPTION = __doc__
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16}
-#: the straight conventions (the ones the checks handle), read from flowlab's one list of conventions
-_STRAIGHT = tuple(name for name, conv in CONVENTIONS.items() if conv.is_straight)
+#: dtype names for --dtype (torch.<name>; written out so --help imports no torch)
+_DTYPES = ("float16", "float32", "float64")
+#: the straight conventions (the ones the checks handle), written out so --help imports no torch or SymPy;
+#: tests/test_cli_help.py keeps them equal to flowlab.conventions.CONVENTIONS
+_STRAIGHT = ("conventional", "reversed")
+#: the call signatures of flowlab.testing._exact.SIGNATURES (kept equal by tests/test_cli_help.py)
+SIGNATURES = ("positional", "diffusers", "hunyuan")
 #: library spellings in error messages -> this command's flags
 FLAGS = {"time_scale": "--time-scale", "signature=": "--signature ", "shift must": "--shift must"}
 
@@ -91,16 +91,20 @@ def load_function(target: str) -> Callable[..., Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..conventions import CONVENTIONS
     from ..testing import check_prediction, check_sampler
+    dtype = getattr(torch, args.dtype)
     try:
         fn = load_function(args.target)
         if args.prediction:
             report = check_prediction(fn, CONVENTIONS[args.convention], args.prediction, time_scale=args.time_scale,
-                                      dim=args.dim, dtype=_DTYPES[args.dtype], name=args.target)
+                                      dim=args.dim, dtype=dtype, name=args.target)
         else:
             report = check_sampler(fn, CONVENTIONS[args.convention], time_scale=args.time_scale,
                                    signature=args.signature, dim=args.dim, steps=args.steps, shift=args.shift,
-                                   dtype=_DTYPES[args.dtype], name=args.target)
+                                   dtype=dtype, name=args.target)
     except FlowlabError as exc:  # the target or its contract: a usage problem, exit 2 (1 means findings)
         print(f"flowlab check: error: {in_flags(str(exc), FLAGS)}", file=sys.stderr)
         return 2
