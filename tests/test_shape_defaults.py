@@ -95,7 +95,7 @@ def test_nan_is_recognised_by_type_not_by_message(tiny, monkeypatch) -> None:
     import flowlab.shape.pipeline as pl
 
     blamed = []
-    monkeypatch.setattr(type(tiny), "_blame_inputs", lambda self, cond, latents: blamed.append(True))
+    monkeypatch.setattr(type(tiny), "_blame_inputs", lambda self, cond, latents, guidance=None: blamed.append(True))
 
     def raise_plain(*a, **k):
         raise FlowlabError("a message that says NaN or inf but is about something else")

@@ -66,10 +66,10 @@ def test_missing_or_altered_file_is_named(tmp_path: Path) -> None:
     data = bytearray((folder / "model.fp16.safetensors").read_bytes())
     data[-10] ^= 0xFF
     (folder / "model.fp16.safetensors").write_bytes(bytes(data))
-    with pytest.raises(FlowlabError, match="model.fp16.safetensors: this file of the mini model was altered"):
+    with pytest.raises(FlowlabError, match="model.fp16.safetensors: this file was altered"):
         mini.mini_folder(folder)
     (folder / "config.yaml").unlink()
-    with pytest.raises(FlowlabError, match="config.yaml: a file of the mini model is missing"):
+    with pytest.raises(FlowlabError, match="config.yaml: a file listed in manifest.json is missing"):
         mini.mini_folder(folder)
     (folder / "manifest.json").unlink()
     with pytest.raises(FlowlabError, match="manifest.json: the mini model's manifest is missing"):

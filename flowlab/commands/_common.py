@@ -123,9 +123,28 @@ def human_seconds(s: float) -> str:
     return f"{s / 86400:.1f} days"
 
 
+#: Environment variable that replaces :data:`WORK_LIMIT_SECONDS` (seconds), e.g. a shorter limit on a CI machine.
+WORK_LIMIT_ENV = "FLOWLAB_WORK_LIMIT_SECONDS"
+
+
+def work_limit(default: float = WORK_LIMIT_SECONDS) -> float:
+    """The work limit: ``$FLOWLAB_WORK_LIMIT_SECONDS`` when set (a positive number), else ``default``."""
+    raw = os.environ.get(WORK_LIMIT_ENV)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise FlowlabError(f"${WORK_LIMIT_ENV} = {raw!r} is not a positive number of seconds; unset it or give e.g. 600")
+    return value
+
+
 def check_work(seconds: float, what: str, hint: str, *, yes: bool = False,
-               limit: float = WORK_LIMIT_SECONDS) -> None:
-    """Refuse work estimated at ``seconds`` beyond ``limit`` unless ``yes`` (the ``--yes`` flag)."""
+               limit: float | None = None) -> None:
+    """Refuse work estimated at ``seconds`` beyond ``limit`` (default :func:`work_limit`) unless ``yes`` (``--yes``)."""
+    limit = work_limit() if limit is None else limit
     if seconds > limit and not yes:
         raise FlowlabError(f"{what} would take about {human_seconds(seconds)} on this machine (estimate), more "
                            f"than the {human_seconds(limit)} flowlab runs without asking; {hint}, or pass --yes "

@@ -186,11 +186,25 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(resolve_model(args.model), device=device, dtype=dtype, download=args.download,
                          variant=variant, vae=args.vae)
     octree = pipe.octree if args.octree is None else args.octree  # the folder's default (mini: 128)
+    if args.octree is None:  # the folder's default: the memory check before any estimate or long work
+        from ..shape.decode.volume import check_resolution
+
+        check_resolution(octree)
     cond = pipe.check_embedding(load_embedding(args.embedding)) if args.embedding else pipe.encode_image(image)
     if cond.shape[0] != 1:
         raise FlowlabError(f"--embedding {args.embedding!r} holds {cond.shape[0]} embeddings (shape "
                            f"{tuple(cond.shape)}); flowlab shape writes one mesh: save one (1, L, C) embedding")
 
+    n = octree + 1
+    # hierarchical: the coarsest level densely plus a band around the surface at the finer ones, about
+    # (R0 + 1)^3 + 30 (R + 1)^2 points (a single level, R < 126, is a dense decode)
+    from ..shape.decode.volume import octree_levels
+
+    r0 = octree_levels(octree)[0]
+    points = n ** 3 if decode == "dense" or r0 == octree else min(n ** 3, (r0 + 1) ** 3 + 30 * n ** 2)
+    # timed on a few chunks with placeholder latents (the cost does not depend on their values): before sampling
+    _check_decode_time(pipe, torch.zeros((1, *pipe.vae.latent_shape), dtype=pipe.dtype, device=pipe.device),
+                       points, octree, args)
     quiet = args.quiet
     bar = tqdm(total=args.steps, desc="sampling", unit="step", file=sys.stderr, disable=quiet)
     meter = _WorkMeter(args.steps - 1, f"--steps {args.steps}", "use fewer --steps (50 is the default)", args.yes, bar)
@@ -199,14 +213,10 @@ def run(args: argparse.Namespace) -> int:
                                   wasted_last_step=args.schedule == "reference",
                                   callback=lambda info: meter(1))
     bar.close()
-    n = octree + 1
     # The total is the dense grid's (R + 1)^3 points; hierarchical decoding evaluates only the points near the
     # surface (a fraction of them), so its bar stops short of the total and is completed when the volume is done.
     bar = tqdm(total=n ** 3, desc="decoding" if decode == "dense" else "decoding (of the dense grid)", unit="pt",
                unit_scale=True, file=sys.stderr, disable=quiet)
-    # hierarchical: a coarse grid plus a band around the surface, about (R/4 + 1)^3 + 30 (R + 1)^2 points
-    points = n ** 3 if decode == "dense" else min(n ** 3, (octree // 4 + 1) ** 3 + 30 * n ** 2)
-    _check_decode_time(pipe, latents, points, octree, args)
     logits = pipe.decode_volume(latents, octree=octree, chunk_size=args.chunk_size,
                                 decode=decode, kv_topk=args.kv_topk, progress=bar.update)
     if not quiet:

@@ -125,7 +125,7 @@ def test_a_missing_package_says_how_to_install_it(tmp_path: Path) -> None:
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    _error(r, "needs the package diffusers, which is not installed", "pip install 'flowlab[atlas]'")
+    _error(r, "needs the Python package 'diffusers', which is not installed", "pip install 'flowlab[atlas]'")
     assert "Did you mean" not in r.stderr
 
 

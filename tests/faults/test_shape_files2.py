@@ -177,10 +177,13 @@ def test_velocity_mlp_metadata_sizes_are_checked_before_building(tmp_path) -> No
 def test_long_shape_runs_are_estimated_and_refused(tmp_path) -> None:
     base = ["shape", "--model", "mini", "--primitive", "torus", "--quiet", "--device", "cpu",
             "--out", str(tmp_path / "m.glb")]
-    r = run_cli(*base, "--steps", "100000", cwd=tmp_path)
+    # a 60 s limit ($FLOWLAB_WORK_LIMIT_SECONDS): 100000 steps take longer than that on any machine, so the refusal
+    # does not depend on how fast this one is today (at the default hour it is 1-3x over, depending on load)
+    r = run_cli(*base, "--steps", "100000", cwd=tmp_path, env={"FLOWLAB_WORK_LIMIT_SECONDS": "60"})
     assert r.returncode == 1 and "--steps 100000 would take about" in r.stderr and "--yes" in r.stderr, r.stderr
-    r = run_cli(*base, "--steps", "3", "--chunk-size", "1", "--octree", "64", cwd=tmp_path)
-    assert r.returncode == 1 and "decoding --octree 64 with --chunk-size 1 would take about" in r.stderr, r.stderr
+    assert "more than the 60 s flowlab runs without asking" in r.stderr, r.stderr
+    r = run_cli(*base, "--steps", "3", "--chunk-size", "1", "--octree", "384", "--decode", "dense", cwd=tmp_path)
+    assert r.returncode == 1 and "decoding --octree 384 with --chunk-size 1 would take about" in r.stderr, r.stderr
     assert not (tmp_path / "m.glb").exists()
 
 
@@ -213,3 +216,21 @@ def test_export_with_an_image_width_from_the_log_beyond_memory(smoke_run, tmp_pa
     (run / "train_log.json").write_text(json.dumps(log))
     with pytest.raises(FlowlabError, match="the image encoder in .* needs about"):
         export_folder(run, tmp_path / "exported")
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-5", "inf", "nan"])
+def test_a_bad_work_limit_is_refused_by_name(raw, monkeypatch) -> None:
+    from flowlab.commands._common import check_work
+
+    monkeypatch.setenv("FLOWLAB_WORK_LIMIT_SECONDS", raw)
+    with pytest.raises(FlowlabError, match="FLOWLAB_WORK_LIMIT_SECONDS"):
+        check_work(1.0, "x", "y")
+
+
+def test_the_work_limit_can_be_set_for_a_machine(monkeypatch) -> None:
+    from flowlab.commands._common import check_work
+
+    monkeypatch.setenv("FLOWLAB_WORK_LIMIT_SECONDS", "10")
+    check_work(9.0, "nine seconds", "hint")
+    with pytest.raises(FlowlabError, match="eleven seconds would take about 11 s .* more than the 10 s"):
+        check_work(11.0, "eleven seconds", "hint")

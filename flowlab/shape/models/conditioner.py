@@ -253,7 +253,8 @@ def open_image(path: Path):
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         if isinstance(e, FlowlabError):
             raise
-        raise FlowlabError(f"cannot read {what} ({type(e).__name__}: {e}); give a PNG or JPEG file") from None
+        kind = ": not an image" if isinstance(e, UnidentifiedImageError) else ""  # e.g. a text file
+        raise FlowlabError(f"cannot read {what}{kind} ({type(e).__name__}: {e}); give a PNG or JPEG file") from None
 
 
 def load_image(image: "str | os.PathLike | object", size: int = 512, border_ratio: float = 0.15) -> Tensor:
