@@ -35,8 +35,9 @@ def _check_out(path: str) -> Path:
 
 
 def _watch_interrupts() -> list:
-    """Remember every Ctrl-C (SIGINT) in a list, then raise KeyboardInterrupt as usual: code that swallows the
-    exception (a finaliser inside matplotlib) cannot make the command carry on and exit 0."""
+    """Remember every Ctrl-C (SIGINT) in a list; the figure loop stops at the next figure. Raising from the handler
+    instead could land inside a finaliser of matplotlib's, which swallows it with an "Exception ignored"
+    traceback and lets the command carry on."""
     import signal
     import threading
 
@@ -49,7 +50,6 @@ def _watch_interrupts() -> list:
 
     def on_int(signum, frame):  # noqa: ARG001
         seen.append(signum)
-        raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_int)
     return seen
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
              "| file | notebook | what it shows |", "|---|---|---|"]
     interrupted = _watch_interrupts()
     for name in names:
-        if interrupted:  # a Ctrl-C that a library swallowed ("Exception ignored ... KeyboardInterrupt")
+        if interrupted:  # Ctrl-C: stop before the next figure
             raise KeyboardInterrupt
         spec = figures.REGISTRY[name]
         fig = spec.build()

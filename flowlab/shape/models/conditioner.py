@@ -257,10 +257,10 @@ def open_image(path: Path):
         raise FlowlabError(f"cannot read {what}{kind} ({type(e).__name__}: {e}); give a PNG or JPEG file") from None
 
 
-def load_image(image: "str | os.PathLike | object", size: int = 512, border_ratio: float = 0.15) -> Tensor:
-    """A path or PIL image -> (1, 3, size, size) float32 in [-1, 1] (recentred, white background).
+def as_pil_image(image: "str | os.PathLike | object") -> "object":
+    """A path (checked: a file, not empty, bounded from its header) or a PIL image (size bounded) -> the PIL image.
 
-    Raises FlowlabError for an unreadable file or an unsupported mode.
+    The one place both image encoders (DINOv2's here, the mini model's patch encoder) turn their input into pixels.
     """
     Image = require("PIL.Image", "reading an image")
 
@@ -270,12 +270,23 @@ def load_image(image: "str | os.PathLike | object", size: int = 512, border_rati
             raise FlowlabError(f"image {str(path)!r} is a directory; pass one image file (PNG or JPEG)")
         if not path.is_file():
             raise FlowlabError(f"image {str(path)!r} not found")
-        img = open_image(path)
-    elif isinstance(image, Image.Image):
-        img = image
-        check_image_size(*img.size, "the image")
-    else:
-        raise FlowlabError(f"expected an image path or a PIL image, got {type(image).__name__}")
+        if path.stat().st_size == 0:
+            raise FlowlabError(f"image {str(path)!r} is an empty file (0 bytes); give a PNG or JPEG image")
+        return open_image(path)
+    if isinstance(image, Image.Image):
+        check_image_size(*image.size, "the image")
+        return image
+    raise FlowlabError(f"expected an image path or a PIL image, got {type(image).__name__}")
+
+
+def load_image(image: "str | os.PathLike | object", size: int = 512, border_ratio: float = 0.15) -> Tensor:
+    """A path or PIL image -> (1, 3, size, size) float32 in [-1, 1] (recentred, white background).
+
+    Raises FlowlabError for an unreadable file or an unsupported mode.
+    """
+    Image = require("PIL.Image", "reading an image")
+
+    img = as_pil_image(image)
     if img.mode not in SUPPORTED_MODES:
         raise FlowlabError(f"image mode {img.mode!r} is not supported (supported: {', '.join(SUPPORTED_MODES)}); "
                            f"convert it to an 8-bit RGB or RGBA PNG")

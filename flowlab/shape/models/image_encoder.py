@@ -13,7 +13,6 @@ transparent pixels composited on white, the image padded to a square with white,
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,24 +106,10 @@ def load_mini_image(image: "str | os.PathLike | object", size: int = 64) -> Tens
     pixels, or one with nothing on it (fully transparent, or uniformly one colour).
     Grayscale (L, LA), palette and RGB(A) images are converted.
     """
+    from .conditioner import as_pil_image
+
     Image = require("PIL.Image", "reading an image")
-
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise FlowlabError(f"image {str(path)!r} not found")
-        if path.stat().st_size == 0:
-            raise FlowlabError(f"image {str(path)!r} is an empty file (0 bytes); give a PNG or JPEG image")
-        from .conditioner import open_image
-
-        img = open_image(path)
-    elif isinstance(image, Image.Image):
-        from .conditioner import check_image_size
-
-        img = image
-        check_image_size(*img.size, "the image")
-    else:
-        raise FlowlabError(f"expected an image path or a PIL image, got {type(image).__name__}")
+    img = as_pil_image(image)
     w, h = img.size
     if min(w, h) < MIN_IMAGE_SIZE:
         raise FlowlabError(f"image is {w}x{h} pixels; the mini model needs at least {MIN_IMAGE_SIZE}x"
