@@ -15,7 +15,8 @@ encodes them to latents and trains the image encoder + DiT with flow matching in
 convention (x_t = t D + (1 - t) E, target D - E), condition dropped to zeros 10% of the time; then the
 held-out evaluation (VAE IoU, image -> shape IoU). --smoke runs a toy configuration on the CPU in seconds.
 --export writes the official folder layout (config.yaml + model.fp16.safetensors) from a finished run.
---arch mini-512 trains issue 21's larger candidate (512 latent tokens, thin-part query sampling)."""
+--arch mini-512 trains issue 21's larger candidate (512 latent tokens, thin-part query sampling);
+--labels tsdf trains the VAE on truncated signed distances instead of occupancy."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="mini", choices=["mini", "mini-512"],
                         help="mini: the shipped architecture (128 latent tokens, default); mini-512: issue 21's "
                              "512-token candidate with thin-part query sampling")
+    parser.add_argument("--labels", default="binary", choices=["binary", "tsdf"],
+                        help="what the VAE decoder learns: binary = occupancy with BCE (the release, default); tsdf = "
+                             "the logit regressed on the truncated signed distance (-sdf / tau in a band of +-5 logits)")
+    parser.add_argument("--tsdf-tau", type=float, default=0.01, help="tsdf: distance per logit unit (default 0.01)")
     parser.add_argument("--stages", default="vae,dit,eval", help="comma-separated subset of vae,dit,eval")
     parser.add_argument("--init", metavar="FOLDER", help="start from the checkpoints in FOLDER (resume)")
     parser.add_argument("--vae-steps", default="auto", help="VAE steps, or 'auto' (fit --vae-time)")
@@ -113,13 +118,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = SMOKE
         opts = TrainOptions(seed=args.seed, device="cpu", vae_steps=4, dit_steps=4, vae_batch=4, surface_points=64,
                             queries=64, pool=8, dit_batch=4, render_size=16, eval_shapes=10, eval_steps=3,
-                            eval_resolution=8, guidance_sweep=(5.0,), log_every=2, warmup=2)
+                            eval_resolution=8, guidance_sweep=(5.0,), log_every=2, warmup=2, labels=args.labels,
+                            tsdf_tau=args.tsdf_tau)
     else:
         cfg, recipe = ARCHS[args.arch]
         opts = TrainOptions(**recipe, seed=args.seed, device=str(device), vae_steps=vae_steps, vae_time=args.vae_time,
                             dit_steps=dit_steps, dit_time=args.dit_time, pool=args.pool,
                             deadline=args.deadline, eval_shapes=args.eval_shapes, vae_batch=args.vae_batch,
-                            dit_batch=args.dit_batch)
+                            dit_batch=args.dit_batch, labels=args.labels, tsdf_tau=args.tsdf_tau)
     _check_fits(cfg, opts, device)
     log = train(out, cfg, opts, init=Path(args.init) if args.init else None, stages=stages)
     if "eval" in log:

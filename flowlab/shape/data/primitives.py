@@ -363,10 +363,11 @@ def surface_points(shapes: ShapeBatch, n: int, generator: torch.Generator, *, ca
 
 def query_points(shapes: ShapeBatch, n_volume: int, n_near: int, generator: torch.Generator,
                  surface: Tensor | None = None, sigmas: tuple[float, ...] = (0.01, 0.05),
-                 bounds: float = 1.01) -> tuple[Tensor, Tensor]:
+                 bounds: float = 1.01, signed: bool = False) -> tuple[Tensor, Tensor]:
     """Labelled queries: ``n_volume`` uniform in the box plus ``n_near`` near the surface (Gaussian
     offsets of surface points, an equal share with each of ``sigmas``; small sigmas put queries on both
-    sides of thin parts such as a table leg or a mug handle). Returns points (B, n, 3), occupancy (B, n) float."""
+    sides of thin parts such as a table leg or a mug handle). Returns points (B, n, 3) and occupancy (B, n)
+    float, or with ``signed`` the signed distance (B, n), negative inside (the ``tsdf`` labels)."""
     if not sigmas or any(not (s > 0) for s in sigmas):
         raise FlowlabError(f"query_points: sigmas must be positive distances, got {sigmas!r}")
     b, dev = len(shapes), shapes.device
@@ -379,7 +380,7 @@ def query_points(shapes: ShapeBatch, n_volume: int, n_near: int, generator: torc
     sig = torch.tensor(sigmas, dtype=torch.float32, device=dev)[share].view(1, n_near, 1).expand(b, -1, -1)
     near = (near + sig * torch.randn(b, n_near, 3, generator=generator, device=dev)).clamp(-bounds, bounds)
     pts = torch.cat([vol, near], dim=1)
-    return pts, shapes.occupancy(pts).float()
+    return pts, (shapes.sdf(pts) if signed else shapes.occupancy(pts).float())
 
 
 def grid_points_ij(resolution: int, bounds: float = 1.01, device="cpu") -> Tensor:

@@ -4,7 +4,8 @@ Two stages, one process (each stage has a step count, or 'auto' = as many as fit
 
 1. **ShapeVAE** (:class:`~flowlab.shape.models.encoder.ShapeVAEEncoder` + :class:`~flowlab.shape.models.vae.ShapeVAE`
    decoder): fresh random shapes every step; surface points with normals in, occupancy of uniform and
-   near-surface queries out; loss = BCE(logits, occupancy) + ``kl_weight`` * KL.
+   near-surface queries out; loss = BCE(logits, occupancy) + ``kl_weight`` * KL, or with ``labels="tsdf"``
+   the logits regressed on the truncated signed distance (:mod:`flowlab.shape.train.labels`).
 2. **Image encoder + DiT**: a fixed pool of shapes is rendered (:func:`flowlab.shape.data.render.render`) and
    encoded to latents ``D = scale_factor * mode(q(z | shape))`` (``scale_factor = 1 / std(D)``, as the
    release stores it). Flow matching in the REVERSED convention, exactly as Hunyuan3D-2:
@@ -43,6 +44,7 @@ from ..data.primitives import FAMILIES, query_points, random_shapes, surface_poi
 from ..data.render import render, to_model_input
 from ..models.vae import ShapeVAE, VAEConfig
 from .evaluate import EVAL_SEED, curve_due, curve_point, evaluate, tf32
+from .labels import Labels
 
 __all__ = ["MiniConfig", "TrainOptions", "MINI", "MINI_512", "THIN_PARTS", "ARCHS", "SMOKE", "build_models",
            "vae_families", "train", "evaluate", "EVAL_SEED", "TRAIN_SEED"]
@@ -107,6 +109,9 @@ class TrainOptions:
     near_sigmas: tuple = (0.01, 0.05)  # Gaussian offsets, an equal share each (thin parts need small ones)
     boost: tuple = ()  # extra draws of these families in VAE batches (("mug", "table") * 2: 3x as often)
     kl_weight: float = 1e-3
+    labels: str = "binary"  # "binary": BCE on occupancy (the release); "tsdf": truncated signed distance (labels.py)
+    tsdf_tau: float = 0.01  # tsdf: distance per logit unit
+    tsdf_clip: float = 5.0  # tsdf: band half-width in logits (|sdf| < clip * tau is regressed)
     # pool + DiT stage
     pool: int = 80000
     dit_steps: int | str = "auto"
@@ -169,25 +174,37 @@ def vae_families(opts: TrainOptions) -> tuple[str, ...]:
 
 @torch.no_grad()
 def vae_batch(shapes, opts: TrainOptions, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Surface points, normals (B, n, 3) and labelled queries (B, m, 3), occupancy (B, m), in float32."""
+    """Surface points, normals (B, n, 3), queries (B, m, 3) and their signed distances (B, m; negative
+    inside), in float32."""
     surf, nrm = surface_points(shapes, opts.surface_points, g)
     near = int(round(opts.queries * opts.near_fraction))
-    q, occ = query_points(shapes, opts.queries - near, near, g, surface=surf, sigmas=tuple(opts.near_sigmas))
-    return surf, nrm, q, occ
+    q, sdf = query_points(shapes, opts.queries - near, near, g, surface=surf, sigmas=tuple(opts.near_sigmas),
+                          signed=True)
+    return surf, nrm, q, sdf
+
+
+def labels_of(opts: TrainOptions) -> Labels:
+    """The :class:`~flowlab.shape.train.labels.Labels` of ``opts`` (checked)."""
+    return Labels(opts.labels, opts.tsdf_tau, opts.tsdf_clip)
 
 
 def vae_loss(encoder: ShapeVAEEncoder, vae: ShapeVAE, batch, g: torch.Generator, kl_weight: float,
-             sample: bool = True) -> tuple[Tensor, dict]:
-    """BCE(occupancy logits, labels) + kl_weight * KL for one :func:`vae_batch`, and its parts (tensors)."""
-    surf, nrm, q, occ = batch
+             sample: bool = True, labels: Labels = Labels()) -> tuple[Tensor, dict]:
+    """Label loss (BCE on occupancy, or the truncated-SDF loss) + kl_weight * KL for one :func:`vae_batch`,
+    and its parts (tensors; the label loss under its kind's name, ``bce`` or ``tsdf``)."""
+    surf, nrm, q, sdf = batch
     post = encoder(surf, nrm)
     z = post.sample(g) if sample else post.mode()
     logits = vae.geo_decoder(q, vae(z)).float()
-    bce = F.binary_cross_entropy_with_logits(logits, occ)
+    fit = labels.loss(logits, sdf)
     kl = post.kl().mean().float()
-    acc = ((logits > 0).float() == occ).float().mean()
+    acc = ((logits > 0) == (sdf < 0)).float().mean()
     # detached tensors, not floats: reading them back is a host-device sync, done only at logging steps
-    return bce + kl_weight * kl, {"bce": bce.detach(), "kl": kl.detach(), "acc": acc}
+    return fit + kl_weight * kl, {_fit_name(labels): fit.detach(), "kl": kl.detach(), "acc": acc}
+
+
+def _fit_name(labels: Labels) -> str:
+    return "bce" if labels.kind == "binary" else "tsdf"
 
 
 class _StepBudget:
@@ -225,7 +242,9 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
     g = torch.Generator(dev).manual_seed(derived_seed(opts.seed, 1))
     budget = _StepBudget("vae", opts.vae_steps, opts.vae_time, opts, dev, t0)
     total = budget.total
-    hist = log.setdefault("vae", {"step": [], "loss": [], "bce": [], "kl": [], "acc": [], "lr": [], "time": []})
+    labels = labels_of(opts)
+    fit = _fit_name(labels)
+    hist = log.setdefault("vae", {"step": [], "loss": [], fit: [], "kl": [], "acc": [], "lr": [], "time": []})
     step, start = 0, time.time()
     while step < total:
         shapes = random_shapes(opts.vae_batch, _shape_seed(opts.seed, step), families=vae_families(opts), device=dev)
@@ -234,7 +253,7 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
             group["lr"] = lr
         batch = vae_batch(shapes, opts, g)  # analytic labels in float32, outside autocast
         with _autocast(dev, opts.amp):
-            loss, parts = vae_loss(enc, vae, batch, g, opts.kl_weight)
+            loss, parts = vae_loss(enc, vae, batch, g, opts.kl_weight, labels=labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -245,7 +264,7 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
             parts = {k: v.item() for k, v in parts.items()}
             for k, v in (("step", step), ("loss", loss.item()), ("lr", lr), ("time", time.time() - start), *parts.items()):
                 hist[k].append(v)
-            print(f"[vae] step {step}/{total} loss {loss.item():.4f} bce {parts['bce']:.4f} kl {parts['kl']:.3f} "
+            print(f"[vae] step {step}/{total} loss {loss.item():.4f} {fit} {parts[fit]:.4f} kl {parts['kl']:.3f} "
                   f"acc {parts['acc']:.4f} ({time.time() - t0:.0f} s)", flush=True)
         if curve_due(step, total, opts):
             curve_point(log, "vae", step, models, None, opts)
@@ -370,6 +389,7 @@ def train(out: Path, cfg: MiniConfig = MINI, opts: TrainOptions = TrainOptions()
 def _train(out: Path, cfg: MiniConfig, opts: TrainOptions, *, init: Path | None,
            stages: tuple[str, ...]) -> dict:
     t0 = time.time()
+    labels_of(opts)  # a bad label kind or scale is refused before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(opts.device)
