@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Issue 21: occupancy (BCE) against truncated-SDF labels for the VAE, the same small model trained twice.
 
-    python3 benchmarks/mini_labels.py [--steps 1500] [--device cpu] [--eval-shapes 40]
+    python3 benchmarks/mini_labels.py [--steps 3000] [--arms binary,tsdf:0.01] [--device cpu] [--eval-shapes 40]
                                       [--json benchmarks/results/mini_issue21/labels_cpu.json]
 
 Both arms run flowlab's own VAE stage (:func:`flowlab.shape.train.loop.train`, ``stages=("vae",)``) on a small
 architecture (64 latent tokens x 16 channels, width 96) with the same seed, hence the same initial weights,
 the same shapes and the same queries: the label kind (``binary`` = BCE on occupancy, the release's;
-``tsdf`` = the logit regressed on -sdf / 0.01 in a +-5 band) is the only difference. Held-out VAE
+``tsdf:TAU`` = the logit regressed on -sdf / TAU in a +-5 band) is the only difference. Held-out VAE
 reconstruction IoU (seed EVAL_SEED, all families balanced, 65^3 grid) is measured ``--curve-points`` times
-during each run. Prints both curves, the final per-family IoUs and their difference (tsdf - binary).
+during each run. Prints the curves, the final per-family IoUs and each arm's difference to the first arm.
 
 It sizes the lever on a CPU; it is not the shipped model's training, whose size and length need a GPU.
 """
@@ -36,22 +36,39 @@ def small_config():
                       dit=replace(SMOKE.dit, in_channels=16), image=dict(SMOKE.image))
 
 
-def run_arm(labels: str, args) -> dict:
+def parse_arm(text: str) -> dict:
+    """'binary' or 'tsdf:TAU' -> TrainOptions keywords."""
+    kind, _, tau = text.partition(":")
+    if kind == "binary" and not tau:
+        return {"labels": "binary"}
+    if kind == "tsdf":
+        from flowlab.errors import FlowlabError
+        from flowlab.shape.train.labels import Labels
+
+        try:
+            return {"labels": "tsdf", "tsdf_tau": Labels("tsdf", float(tau or 0.01)).tau}
+        except (ValueError, FlowlabError):
+            pass
+    raise SystemExit(f"--arms: {text!r} is not 'binary' or 'tsdf:TAU' (TAU a finite distance > 0, such as 0.01)")
+
+
+def run_arm(arm: str, args) -> dict:
     from flowlab.shape.train.loop import THIN_PARTS, TrainOptions, train
 
     opts = TrainOptions(**{**THIN_PARTS, "queries": args.queries}, device=args.device, vae_steps=args.steps,
                         vae_batch=args.batch, surface_points=512, vae_lr=1e-3, warmup=100, log_every=100,
                         eval_shapes=args.eval_shapes, eval_resolution=64, curve_points=args.curve_points,
-                        labels=labels)
+                        **parse_arm(arm))
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         log = train(Path(tmp), small_config(), opts, stages=("vae",))
-    return {"labels": labels, "seconds": round(time.perf_counter() - t, 1), "curve": log["curves"]["vae"]}
+    return {"arm": arm, "seconds": round(time.perf_counter() - t, 1), "curve": log["curves"]["vae"]}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--arms", default="binary,tsdf:0.01", help="label kinds to train, comma-separated: binary, tsdf:TAU")
     ap.add_argument("--batch", type=int, default=8, help="shapes per step (default 8)")
     ap.add_argument("--queries", type=int, default=2048, help="labelled queries per shape (default 2048)")
     ap.add_argument("--eval-shapes", type=int, default=40, help="held-out shapes per curve point (default 40)")
@@ -62,18 +79,20 @@ def main() -> int:
     for name in ("steps", "batch", "queries", "eval_shapes", "curve_points"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    arms = [run_arm(kind, args) for kind in ("binary", "tsdf")]
+    names = [a.strip() for a in args.arms.split(",") if a.strip()]
+    for a in names:
+        parse_arm(a)  # refuse a bad arm before training any
+    arms = [run_arm(a, args) for a in names]
     print(f"held-out VAE IoU ({args.eval_shapes} shapes, 65^3) against steps, batch {args.batch}:")
-    print(f"{'step':>6s} {'binary':>8s} {'tsdf':>8s} {'tsdf - binary':>14s}")
-    for a, b in zip(arms[0]["curve"], arms[1]["curve"]):
-        x, y = a["vae_iou"]["overall"], b["vae_iou"]["overall"]
-        print(f"{a['step']:6d} {x:8.3f} {y:8.3f} {y - x:+14.3f}")
+    print(f"{'step':>6s} " + " ".join(f"{a:>12s}" for a in names))
+    for k, point in enumerate(arms[0]["curve"]):
+        print(f"{point['step']:6d} " + " ".join(f"{arm['curve'][k]['vae_iou']['overall']:12.3f}" for arm in arms))
     final = [arm["curve"][-1]["vae_iou"] for arm in arms]
-    print(f"\nfinal, per family (step {arms[0]['curve'][-1]['step']}):")
-    print(f"{'family':12s} {'binary':>8s} {'tsdf':>8s} {'tsdf - binary':>14s}")
+    print(f"\nfinal, per family (step {arms[0]['curve'][-1]['step']}; in brackets: minus {names[0]}):")
+    print(f"{'family':12s} " + " ".join(f"{a:>20s}" for a in names))
     for fam in final[0]:
-        print(f"{fam:12s} {final[0][fam]:8.3f} {final[1][fam]:8.3f} {final[1][fam] - final[0][fam]:+14.3f}")
-    print(f"\nwall time: binary {arms[0]['seconds']:.0f} s, tsdf {arms[1]['seconds']:.0f} s (training + curve points)")
+        print(f"{fam:12s} " + " ".join(f"{f[fam]:12.3f} ({f[fam] - final[0][fam]:+6.3f})" for f in final))
+    print("\nwall time (training + curve points): " + ", ".join(f"{a['arm']} {a['seconds']:.0f} s" for a in arms))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "arms": arms}, indent=1) + "\n")
         print(f"wrote {args.json}")

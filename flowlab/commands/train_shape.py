@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "512-token candidate with thin-part query sampling")
     parser.add_argument("--labels", default="binary", choices=["binary", "tsdf"],
                         help="what the VAE decoder learns: binary = occupancy with BCE (the release, default); tsdf = "
-                             "the logit regressed on the truncated signed distance (-sdf / tau in a band of +-5 logits)")
+                             "the logit regressed on the truncated signed distance (-sdf / tau in a band of +-5 "
+                             "logits; measured slower than binary at a small size, README)")
     parser.add_argument("--tsdf-tau", type=float, default=0.01, help="tsdf: distance per logit unit (default 0.01)")
     parser.add_argument("--stages", default="vae,dit,eval", help="comma-separated subset of vae,dit,eval")
     parser.add_argument("--init", metavar="FOLDER", help="start from the checkpoints in FOLDER (resume)")
