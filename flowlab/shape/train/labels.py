@@ -11,7 +11,7 @@ Both keep the released decoder's meaning, positive inside and the surface at log
 the octree decoding and hy3dgen's classes read a tsdf-trained VAE as they read the release. What changes
 is the information a query carries near the surface: how far the surface is, not only on which side. That
 is what thin parts need: ``benchmarks/mini_bounds.py`` shows that a surface 0.006 off (a fifth of a 65^3
-grid cell) already costs a table 0.2 IoU. Measured on a small model (``benchmarks/mini_labels.py``), tsdf
+grid cell) already costs a table 0.2 IoU. Measured on a small model (``benchmarks/mini_small.py``), tsdf
 learned far slower than binary (held-out IoU 0.33 against 0.70 after 3,000 steps, the KL falling instead of
 rising): binary stays the default.
 
