@@ -35,15 +35,13 @@ def iou_against_delta(shapes: int) -> dict[str, list[float]]:
     """{family: [mean(dilate, erode) IoU at each of DELTAS]} plus 'overall'."""
     import torch
 
-    from flowlab.shape.data.primitives import FAMILIES, grid_points_ij, random_shapes, volume_iou
+    from flowlab.shape.data.primitives import FAMILIES, random_shapes, sdf_grid, volume_iou
     from flowlab.shape.train.evaluate import EVAL_SEED
 
     s = random_shapes(shapes, EVAL_SEED, balanced=True)
-    pts = grid_points_ij(64)
     rows = []
     for i in range(0, shapes, 20):  # 20 shapes at a time: (20, 65^3) floats
-        part = s[i:i + 20]
-        d = torch.cat([part.sdf(pts[j:j + 65536]) for j in range(0, pts.shape[0], 65536)], 1)
+        d = sdf_grid(s[i:i + 20], 64)
         truth = d < 0
         rows.append(torch.stack([(volume_iou(truth, d < dl) + volume_iou(truth, d < -dl)) / 2 for dl in DELTAS], 1))
     iou = torch.cat(rows)  # (shapes, len(DELTAS))

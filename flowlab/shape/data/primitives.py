@@ -33,7 +33,7 @@ from torch import Tensor
 from ...errors import FlowlabError
 
 __all__ = ["FAMILIES", "KINDS", "MAX_PARTS", "ShapeBatch", "random_shapes", "primitive", "surface_points",
-           "query_points", "occupancy_grid", "volume_iou", "grid_points_ij"]
+           "query_points", "sdf_grid", "occupancy_grid", "volume_iou", "grid_points_ij"]
 
 #: Part primitives (index = kind id).
 KINDS = ("ellipsoid", "box", "cylinder", "cone", "torus", "capsule")
@@ -392,12 +392,18 @@ def grid_points_ij(resolution: int, bounds: float = 1.01, device="cpu") -> Tenso
 
 
 @torch.no_grad()
-def occupancy_grid(shapes: ShapeBatch, resolution: int = 64, bounds: float = 1.01, chunk: int = 65536) -> Tensor:
-    """Analytic occupancy on the decoding grid: bool (B, R + 1, R + 1, R + 1), same layout as decode_dense."""
+def sdf_grid(shapes: ShapeBatch, resolution: int = 64, bounds: float = 1.01, chunk: int = 65536) -> Tensor:
+    """Analytic signed distance on the decoding grid: (B, R + 1, R + 1, R + 1), same layout as decode_dense."""
     pts = grid_points_ij(resolution, bounds, shapes.device)
-    out = torch.cat([shapes.occupancy(pts[i:i + chunk]) for i in range(0, pts.shape[0], chunk)], dim=1)
+    out = torch.cat([shapes.sdf(pts[i:i + chunk]) for i in range(0, pts.shape[0], chunk)], dim=1)
     n = resolution + 1
     return out.view(len(shapes), n, n, n)
+
+
+@torch.no_grad()
+def occupancy_grid(shapes: ShapeBatch, resolution: int = 64, bounds: float = 1.01, chunk: int = 65536) -> Tensor:
+    """Analytic occupancy on the decoding grid: bool (B, R + 1, R + 1, R + 1) (:func:`sdf_grid` < 0)."""
+    return sdf_grid(shapes, resolution, bounds, chunk) < 0
 
 
 def volume_iou(a: Tensor, b: Tensor) -> Tensor:

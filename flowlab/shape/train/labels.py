@@ -51,6 +51,11 @@ class Labels:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise FlowlabError(f"tsdf {name} must be a finite number > 0, got {value!r}")
 
+    @property
+    def loss_name(self) -> str:
+        """The label loss's name in the training log: ``bce`` or ``tsdf``."""
+        return "bce" if self.kind == "binary" else "tsdf"
+
     def target(self, sdf: Tensor) -> Tensor:
         """The tsdf target in logit units: ``clamp(-sdf / tau, -clip, clip)`` (positive inside)."""
         return (-sdf / self.tau).clamp(-self.clip, self.clip)
@@ -60,7 +65,6 @@ class Labels:
         logits, sdf = logits.float(), sdf.float()
         if self.kind == "binary":
             return F.binary_cross_entropy_with_logits(logits, (sdf < 0).float())
-        target = -sdf / self.tau
-        side = torch.where(sdf < 0, 1.0, -1.0)
+        target = self.target(sdf)  # +-clip beyond the band, whose sign is the side
         band = target.abs() < self.clip
-        return torch.where(band, (logits - target).abs(), F.relu(self.clip - side * logits)).mean()
+        return torch.where(band, (logits - target).abs(), F.relu(self.clip - target.sign() * logits)).mean()

@@ -200,11 +200,7 @@ def vae_loss(encoder: ShapeVAEEncoder, vae: ShapeVAE, batch, g: torch.Generator,
     kl = post.kl().mean().float()
     acc = ((logits > 0) == (sdf < 0)).float().mean()
     # detached tensors, not floats: reading them back is a host-device sync, done only at logging steps
-    return fit + kl_weight * kl, {_fit_name(labels): fit.detach(), "kl": kl.detach(), "acc": acc}
-
-
-def _fit_name(labels: Labels) -> str:
-    return "bce" if labels.kind == "binary" else "tsdf"
+    return fit + kl_weight * kl, {labels.loss_name: fit.detach(), "kl": kl.detach(), "acc": acc}
 
 
 class _StepBudget:
@@ -243,7 +239,7 @@ def train_vae(models, opts: TrainOptions, log: dict, t0: float) -> None:
     budget = _StepBudget("vae", opts.vae_steps, opts.vae_time, opts, dev, t0)
     total = budget.total
     labels = labels_of(opts)
-    fit = _fit_name(labels)
+    fit = labels.loss_name
     hist = log.setdefault("vae", {"step": [], "loss": [], fit: [], "kl": [], "acc": [], "lr": [], "time": []})
     step, start = 0, time.time()
     while step < total:
